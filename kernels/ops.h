@@ -1,0 +1,197 @@
+// The Ops interface: every numeric op the model runs, with its shapes and dtypes. The CPU backend
+// (kernels/cpu) is the reference; the CUDA backend (kernels/cuda) implements the same contracts.
+// Model code calls Ops, never a kernel directly (DESIGN.md §7.2).
+//
+// CPU backend contract: activations are f32; weights keep their checkpoint dtype (BF16/F32/F16)
+// inside PackedWeight; every op is batch-invariant: a row's result never depends on how many
+// rows are in the call or where the row sits (DESIGN.md §5).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/dtype.h"
+#include "common/model_config.h"
+
+namespace olmo::kernels {
+
+// A row-major 2-D weight [rows = out features, cols = in features] as stored in the checkpoint.
+struct WeightView {
+  const void* data = nullptr;
+  DType dtype = DType::kBF16;
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+
+// A weight prepared for Matmul by a backend (packed panels, device copy...). Owns its memory.
+class PackedWeight {
+ public:
+  virtual ~PackedWeight() = default;
+  virtual int64_t rows() const = 0;  // out features
+  virtual int64_t cols() const = 0;  // in features
+  virtual DType dtype() const = 0;   // storage dtype of the weights
+  virtual int64_t bytes() const = 0; // bytes read by one Matmul (the weight payload)
+};
+
+struct MatmulParams {
+  const float* x = nullptr;  // f32 [m, w.cols()], row stride w.cols()
+  int64_t m = 0;
+  const PackedWeight* w = nullptr;
+  float* y = nullptr;  // f32 [m, w.rows()], row stride w.rows()
+};
+
+struct EmbeddingParams {
+  const int32_t* token_ids = nullptr;  // i32 [num_tokens]
+  int64_t num_tokens = 0;
+  WeightView table;         // [vocab_end - vocab_begin, hidden]: rows vocab_begin..vocab_end-1
+  int64_t vocab_begin = 0;  // ids outside [vocab_begin, vocab_begin + table.rows) give zeros
+  float* out = nullptr;     // f32 [num_tokens, hidden]
+};
+
+// out[r] = residual[r] + weight ⊙ x[r] / sqrt(mean(x[r]²) + eps)   (residual may be null -> 0).
+// out may alias x or residual.
+struct RmsNormParams {
+  const float* x = nullptr;         // f32 [rows, dim]
+  const float* residual = nullptr;  // f32 [rows, dim] or null
+  const float* weight = nullptr;    // f32 [dim]
+  float* out = nullptr;             // f32 [rows, dim]
+  int64_t rows = 0;
+  int64_t dim = 0;
+  float eps = 1e-6f;
+};
+
+// Partial sum of squares of each row (for RMSNorm over a width split across TP ranks).
+struct SumSquaresParams {
+  const float* x = nullptr;  // f32 [rows, dim], row stride `stride`
+  int64_t rows = 0;
+  int64_t dim = 0;
+  int64_t stride = 0;
+  float* out = nullptr;  // f32 [rows]
+};
+
+// x[r, :dim] *= weight / sqrt(sum_sq[r] / full_dim + eps), in place. full_dim is the width of the
+// whole (unsharded) vector whose squares sum_sq holds.
+struct RmsScaleParams {
+  float* x = nullptr;  // f32 [rows, dim], row stride `stride`
+  int64_t rows = 0;
+  int64_t dim = 0;
+  int64_t stride = 0;
+  const float* sum_sq = nullptr;  // f32 [rows]
+  const float* weight = nullptr;  // f32 [dim]
+  int64_t full_dim = 0;
+  float eps = 1e-6f;
+};
+
+// One RoPE table (one per layer type): inverse frequencies and the cos/sin amplitude A.
+struct RopeTable {
+  std::vector<float> inv_freq;  // f32 [head_dim / 2], computed in f32 as HF does
+  float attention_scale = 1.0f; // A: 1 for default RoPE, YaRN attention_factor otherwise
+};
+// HF `_compute_default_rope_parameters` / `_compute_yarn_parameters` (docs/olmo3.md §3.8).
+RopeTable MakeRopeTable(const RopeConfig& rope, int64_t head_dim);
+
+// Rotate-half (NeoX) RoPE in place on [num_tokens, num_heads, head_dim] rows:
+// y[j] = A(x[j] cos θ - x[j+h] sin θ), y[j+h] = A(x[j+h] cos θ + x[j] sin θ), θ = f32(p)·inv_freq[j].
+struct RopeParams {
+  float* x = nullptr;  // f32 [num_tokens, num_heads * head_dim] with row stride `stride`
+  int64_t num_tokens = 0;
+  int64_t num_heads = 0;
+  int64_t head_dim = 0;
+  int64_t stride = 0;
+  const int32_t* positions = nullptr;  // i32 [num_tokens]
+  const RopeTable* table = nullptr;
+};
+
+// Paged KV cache of one layer: f32 [num_blocks][2 (k, v)][kv_heads][block_size][head_dim].
+struct KvLayerView {
+  float* data = nullptr;
+  int64_t num_blocks = 0;
+  int64_t kv_heads = 0;
+  int64_t block_size = 0;  // tokens per block
+  int64_t head_dim = 0;
+};
+
+// Writes k and v rows into cache slots. slot = block_id * block_size + offset.
+struct KvWriteParams {
+  const float* k = nullptr;  // f32 [num_tokens, kv_heads * head_dim], row stride k_stride
+  const float* v = nullptr;  // f32 [num_tokens, kv_heads * head_dim], row stride v_stride
+  int64_t k_stride = 0;
+  int64_t v_stride = 0;
+  int64_t num_tokens = 0;
+  const int64_t* slots = nullptr;  // i64 [num_tokens]
+  KvLayerView cache;
+};
+
+// Causal attention of each query token over the keys of its sequence in the paged cache.
+// Token t (sequence s = token_seq[t], position p = positions[t]) attends to key positions
+// u in [lo, p], lo = window > 0 ? max(0, p - window + 1) : 0; key position u is stored at
+// block block_tables[s * max_blocks + u / block_size], offset u % block_size. All those keys
+// must already be written. Query head h reads kv head h / (num_heads / kv_heads).
+// Softmax in f32 with scale `scale`; out = Σ prob · v.
+struct AttentionParams {
+  const float* q = nullptr;  // f32 [num_tokens, num_heads * head_dim], row stride q_stride
+  int64_t q_stride = 0;
+  float* out = nullptr;      // f32 [num_tokens, num_heads * head_dim] (dense)
+  int64_t num_tokens = 0;
+  int64_t num_heads = 0;
+  const int32_t* positions = nullptr;     // i32 [num_tokens]
+  const int32_t* token_seq = nullptr;     // i32 [num_tokens], index into block_tables rows
+  const int32_t* block_tables = nullptr;  // i32 [num_seqs, max_blocks]
+  int64_t max_blocks = 0;
+  int64_t window = 0;  // 0 = full causal; W = sliding window of W keys including the current
+  float scale = 1.0f;
+  KvLayerView cache;
+};
+
+// out[r, j] = silu(gate_up[r, j]) * gate_up[r, dim + j].
+struct SwiGluParams {
+  const float* gate_up = nullptr;  // f32 [rows, 2 * dim]: gate then up
+  float* out = nullptr;            // f32 [rows, dim]
+  int64_t rows = 0;
+  int64_t dim = 0;
+};
+
+// out[r, :] = x[r, :] - logsumexp(x[r, :]) (f32, max-subtracted). out may alias x.
+struct LogSoftmaxParams {
+  const float* x = nullptr;  // f32 [rows, n]
+  float* out = nullptr;      // f32 [rows, n]
+  int64_t rows = 0;
+  int64_t n = 0;
+};
+
+class Ops {
+ public:
+  virtual ~Ops() = default;
+
+  // Packs weights for Matmul: parts are stacked along rows (all parts share cols), so one Matmul
+  // computes e.g. q, k and v together. The views' memory may be released afterwards.
+  virtual absl::StatusOr<std::unique_ptr<PackedWeight>> PackWeight(
+      std::span<const WeightView> parts) = 0;
+  virtual void Matmul(const MatmulParams& p) = 0;
+  virtual void Embedding(const EmbeddingParams& p) = 0;
+  virtual void RmsNorm(const RmsNormParams& p) = 0;
+  virtual void SumSquares(const SumSquaresParams& p) = 0;
+  virtual void RmsScale(const RmsScaleParams& p) = 0;
+  virtual void Rope(const RopeParams& p) = 0;
+  virtual void KvWrite(const KvWriteParams& p) = 0;
+  virtual void Attention(const AttentionParams& p) = 0;
+  virtual void SwiGlu(const SwiGluParams& p) = 0;
+  virtual void LogSoftmax(const LogSoftmaxParams& p) = 0;
+};
+
+enum class MatmulPath : uint8_t {
+  kPacked,  // AVX2 kernel over packed weight panels, batch-invariant (default)
+  kBlas,    // f32-converted panels + OpenBLAS cblas_sgemm (fast prefill, not batch-invariant)
+};
+
+struct CpuOpsOptions {
+  int num_threads = 0;  // 0 -> hardware cores / local ranks (at least 1)
+  MatmulPath matmul_path = MatmulPath::kPacked;
+};
+
+std::unique_ptr<Ops> MakeCpuOps(const CpuOpsOptions& options);
+
+}  // namespace olmo::kernels

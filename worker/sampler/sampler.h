@@ -1,0 +1,47 @@
+// Token sampling on the last pipeline stage (DESIGN.md §5): raw log-softmax (reported logprobs)
+// -> penalties -> min_tokens ban -> temperature -> top-k -> top-p -> min-p -> Philox draw.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "common/plan.h"
+#include "common/sampling_params.h"
+
+namespace olmo::sampler {
+
+// Per-sequence sampling state: parameters and token counts (prompt vs output) for penalties.
+class SequenceState {
+ public:
+  SequenceState(const SamplingParams& params, int32_t num_prompt_tokens, int64_t vocab_size);
+
+  // Records input tokens at absolute positions start_pos, start_pos + 1, ...; positions
+  // < num_prompt_tokens are prompt, the rest output. Ids outside [0, vocab) are ignored.
+  void Observe(std::span<const int32_t> tokens, int32_t start_pos);
+
+  const SamplingParams& params() const { return params_; }
+  int32_t num_prompt_tokens() const { return num_prompt_tokens_; }
+  int32_t num_output_tokens() const { return num_output_tokens_; }
+  // Occurrences of each id among output tokens, and whether it occurs in prompt or output.
+  const std::vector<int32_t>& output_counts() const { return output_counts_; }
+  const std::vector<uint8_t>& seen() const { return seen_; }
+
+ private:
+  SamplingParams params_;
+  int32_t num_prompt_tokens_ = 0;
+  int32_t num_output_tokens_ = 0;
+  std::vector<int32_t> output_counts_;  // [vocab]
+  std::vector<uint8_t> seen_;           // [vocab], prompt or output
+};
+
+struct SampleOutput {
+  int32_t token_id = 0;
+  float logprob = 0.0f;  // raw log-softmax of token_id
+  std::vector<TokenLogprob> top_logprobs;  // params.logprobs entries, by (logprob desc, id asc)
+};
+
+// Samples the token at absolute position `position` from raw f32 logits [vocab].
+SampleOutput Sample(std::span<const float> logits, const SequenceState& state, int64_t position);
+
+}  // namespace olmo::sampler

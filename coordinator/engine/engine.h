@@ -1,0 +1,39 @@
+// Engine: the Scheduler and BlockManager of one worker group driven over a StepExecutor. One
+// Step() = schedule, execute, apply results. olmo-generate loops over it; the coordinator runs the
+// same engine on its scheduler thread.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/step_executor.h"
+#include "coordinator/engine/block_manager.h"
+#include "coordinator/engine/scheduler.h"
+
+namespace olmo::engine {
+
+class Engine {
+ public:
+  // Block pools come from the executor's info. config.max_model_len is capped by the KV capacity
+  // of one group.
+  Engine(StepExecutor* executor, SchedulerConfig config);
+
+  absl::Status Add(const Request& request) { return scheduler_->Add(request); }
+  void Abort(int64_t seq_id) { scheduler_->Abort(seq_id); }
+  bool HasWork() const { return scheduler_->HasWork(); }
+  // Runs one step. An executor failure or a model error is returned as the status.
+  absl::StatusOr<std::vector<SeqUpdate>> Step();
+
+  const Scheduler& scheduler() const { return *scheduler_; }
+  const BlockManager& blocks() const { return *blocks_; }
+  int64_t max_model_len() const { return config_.max_model_len; }
+
+ private:
+  StepExecutor* executor_;
+  SchedulerConfig config_;
+  std::unique_ptr<BlockManager> blocks_;
+  std::unique_ptr<Scheduler> scheduler_;
+};
+
+}  // namespace olmo::engine

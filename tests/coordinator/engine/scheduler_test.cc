@@ -1,0 +1,186 @@
+// Engine tests against a fake executor that checks plan consistency and produces a deterministic
+// token from each sequence's full history.
+#include <map>
+
+#include "coordinator/engine/block_manager.h"
+#include "coordinator/engine/engine.h"
+#include "coordinator/engine/scheduler.h"
+#include "gtest/gtest.h"
+
+namespace olmo::engine {
+namespace {
+
+class FakeExecutor : public StepExecutor {
+ public:
+  FakeExecutor(int64_t blocks, int64_t block_size, int64_t vocab) {
+    info_.num_blocks[0] = info_.num_blocks[1] = blocks;
+    info_.block_size = block_size;
+    info_.vocab_size = vocab;
+  }
+  const ExecutorInfo& info() const override { return info_; }
+  absl::StatusOr<StepResult> Execute(const StepPlan& plan) override {
+    EXPECT_EQ(plan.step_id, next_step_++);
+    for (int64_t id : plan.free_seq_ids) history_.erase(id);
+    StepResult r;
+    r.step_id = plan.step_id;
+    int64_t tokens = 0;
+    for (const SeqStep& st : plan.seqs) {
+      tokens += static_cast<int64_t>(st.token_ids.size());
+      auto& h = history_[st.seq_id];
+      if (st.sampling.has_value()) {
+        h.tokens.clear();
+        for (auto& t : h.tables) t.clear();
+      }
+      for (int g = 0; g < kNumKvGroups; ++g) {
+        if (st.blocks[g].reset) h.tables[g].clear();
+        h.tables[g].insert(h.tables[g].end(), st.blocks[g].append.begin(),
+                           st.blocks[g].append.end());
+        EXPECT_GE(static_cast<int64_t>(h.tables[g].size()) * info_.block_size,
+                  st.start_pos + static_cast<int64_t>(st.token_ids.size()));
+      }
+      EXPECT_EQ(st.start_pos, static_cast<int32_t>(h.tokens.size())) << "seq " << st.seq_id;
+      h.tokens.insert(h.tokens.end(), st.token_ids.begin(), st.token_ids.end());
+      if (st.sample) {
+        uint64_t x = 1469598103934665603ull;
+        for (int32_t t : h.tokens) x = (x ^ static_cast<uint64_t>(t)) * 1099511628211ull;
+        SeqResult s;
+        s.seq_id = st.seq_id;
+        s.epoch = st.epoch;
+        s.token_id = static_cast<int32_t>(x % static_cast<uint64_t>(info_.vocab_size));
+        r.seqs.push_back(s);
+      }
+    }
+    max_step_tokens_ = std::max(max_step_tokens_, tokens);
+    return r;
+  }
+  int64_t max_step_tokens_ = 0;
+
+ private:
+  struct Hist {
+    std::vector<int32_t> tokens;
+    std::vector<int32_t> tables[kNumKvGroups];
+  };
+  ExecutorInfo info_;
+  int64_t next_step_ = 0;
+  std::map<int64_t, Hist> history_;
+};
+
+std::map<int64_t, std::vector<int32_t>> RunAll(Engine& engine) {
+  std::map<int64_t, std::vector<int32_t>> out;
+  while (engine.HasWork()) {
+    auto updates = engine.Step();
+    EXPECT_TRUE(updates.ok()) << updates.status();
+    if (!updates.ok()) break;
+    for (const auto& u : *updates) out[u.seq_id].push_back(u.token_id);
+  }
+  return out;
+}
+
+Request MakeRequest(int64_t id, int len, int max_tokens) {
+  Request r;
+  r.seq_id = id;
+  for (int i = 0; i < len; ++i) r.prompt_ids.push_back((id * 7 + i) % 50);
+  r.max_tokens = max_tokens;
+  return r;
+}
+
+TEST(BlockManager, GrowFreeAndRefCounts) {
+  BlockManager bm(4, {5, 5});
+  BlockTableDelta d[kNumKvGroups];
+  ASSERT_TRUE(bm.Grow(1, 9, d).ok());  // 3 blocks
+  EXPECT_EQ(d[0].append, (std::vector<int32_t>{0, 1, 2}));
+  EXPECT_EQ(d[1].append.size(), 3u);
+  EXPECT_EQ(bm.num_free(0), 2);
+  EXPECT_EQ(bm.ref_count(0, 1), 1);
+  BlockTableDelta d2[kNumKvGroups];
+  EXPECT_FALSE(bm.Grow(2, 12, d2).ok());  // needs 3, only 2 free
+  EXPECT_TRUE(d2[0].append.empty());
+  EXPECT_EQ(bm.num_free(0), 2);
+  ASSERT_TRUE(bm.Grow(1, 12, d).ok());    // still 3 blocks
+  ASSERT_TRUE(bm.Grow(1, 13, d).ok());    // 4th block
+  EXPECT_EQ(bm.table(1, 0).size(), 4u);
+  bm.Free(1);
+  EXPECT_TRUE(bm.AllFree());
+}
+
+TEST(Scheduler, RejectsBadRequests) {
+  BlockManager bm(4, {8, 8});
+  Scheduler s({16, 8, 32}, &bm);
+  EXPECT_EQ(s.Add(MakeRequest(1, 0, 4)).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.Add(MakeRequest(1, 4, 0)).code(), absl::StatusCode::kInvalidArgument);
+  absl::Status too_long = s.Add(MakeRequest(1, 30, 3));
+  EXPECT_EQ(too_long.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(too_long.message().find("max_model_len"), std::string::npos);
+  EXPECT_TRUE(s.Add(MakeRequest(1, 4, 4)).ok());
+  EXPECT_EQ(s.Add(MakeRequest(1, 4, 4)).code(), absl::StatusCode::kAlreadyExists);
+}
+
+TEST(Scheduler, BudgetChunkingAndDecodesFirst) {
+  FakeExecutor fake(64, 4, 97);
+  Engine engine(&fake, {8, 16, 0});
+  ASSERT_TRUE(engine.Add(MakeRequest(0, 3, 5)).ok());
+  ASSERT_TRUE(engine.Add(MakeRequest(1, 21, 4)).ok());  // longer than the budget: chunked
+  auto out = RunAll(engine);
+  EXPECT_LE(fake.max_step_tokens_, 8);
+  EXPECT_EQ(out[0].size(), 5u);
+  EXPECT_EQ(out[1].size(), 4u);
+  EXPECT_GT(engine.scheduler().stats().chunked_prefills, 0);
+  EXPECT_TRUE(engine.blocks().AllFree());
+}
+
+TEST(Scheduler, StopIdsAndIgnoreEos) {
+  // Find which token the fake produces first for a prompt, then make it a stop id.
+  FakeExecutor probe(64, 4, 97);
+  Engine e0(&probe, {64, 16, 0});
+  ASSERT_TRUE(e0.Add(MakeRequest(0, 5, 3)).ok());
+  auto base = RunAll(e0);
+  ASSERT_EQ(base[0].size(), 3u);
+
+  FakeExecutor fake(64, 4, 97);
+  Engine engine(&fake, {64, 16, 0});
+  Request stop = MakeRequest(0, 5, 3);
+  stop.sampling.stop_token_ids = {base[0][1]};
+  Request ignore = stop;
+  ignore.seq_id = 1;
+  ignore.ignore_eos = true;
+  ASSERT_TRUE(engine.Add(stop).ok());
+  ASSERT_TRUE(engine.Add(ignore).ok());
+  auto out = RunAll(engine);
+  EXPECT_EQ(out[0], (std::vector<int32_t>{base[0][0], base[0][1]}));  // stop token included
+  EXPECT_EQ(out[1], base[0]);
+  EXPECT_TRUE(engine.blocks().AllFree());
+}
+
+TEST(Scheduler, PreemptionByRecomputeKeepsOutputs) {
+  // Reference: plenty of blocks.
+  std::map<int64_t, std::vector<int32_t>> ref;
+  {
+    FakeExecutor fake(256, 4, 101);
+    Engine engine(&fake, {32, 64, 0});
+    for (int i = 0; i < 6; ++i) ASSERT_TRUE(engine.Add(MakeRequest(i, 5 + i, 12)).ok());
+    ref = RunAll(engine);
+  }
+  // Tight pool: 6 sequences of up to 23 tokens need 36 blocks at once; give 14.
+  FakeExecutor fake(14, 4, 101);
+  Engine engine(&fake, {32, 64, 0});
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(engine.Add(MakeRequest(i, 5 + i, 12)).ok());
+  auto out = RunAll(engine);
+  EXPECT_GT(engine.scheduler().stats().preemptions, 0);
+  EXPECT_EQ(out, ref);
+  EXPECT_TRUE(engine.blocks().AllFree());
+}
+
+TEST(Scheduler, AbortFreesBlocks) {
+  FakeExecutor fake(64, 4, 97);
+  Engine engine(&fake, {8, 16, 0});
+  ASSERT_TRUE(engine.Add(MakeRequest(0, 20, 50)).ok());
+  ASSERT_TRUE(engine.Add(MakeRequest(1, 3, 50)).ok());
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(engine.Step().ok());
+  engine.Abort(0);
+  engine.Abort(1);
+  EXPECT_FALSE(engine.HasWork());
+  EXPECT_TRUE(engine.blocks().AllFree());
+}
+
+}  // namespace
+}  // namespace olmo::engine

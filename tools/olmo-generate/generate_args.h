@@ -1,0 +1,37 @@
+// Command line and --batch JSONL parsing of olmo-generate (contract in README.md).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/sampling_params.h"
+
+namespace olmo::tools {
+
+struct PromptSpec {
+  std::vector<int32_t> prompt_ids;
+  SamplingParams sampling;  // stop_token_ids left empty here; the tool adds the model's eos ids
+  int32_t max_tokens = 32;
+  bool ignore_eos = false;
+};
+
+struct GenerateArgs {
+  std::string model_dir;
+  std::vector<PromptSpec> prompts;
+  int64_t max_batch_tokens = 512;
+  int64_t block_size = 16;
+  int64_t kv_cache_mib = 0;  // 0: enough for every prompt at once
+  int threads = 0;           // 0: all cores
+  bool blas_matmul = false;
+  bool help = false;
+};
+
+std::string GenerateUsage();
+// Parses argv (and reads the --batch file). Errors name the flag, field or line.
+absl::StatusOr<GenerateArgs> ParseGenerateArgs(int argc, char** argv);
+// Parses "1,2,3".
+absl::StatusOr<std::vector<int32_t>> ParseIdList(const std::string& text);
+
+}  // namespace olmo::tools

@@ -1,0 +1,88 @@
+// Olmo3Model: the Olmo 3 forward pass (docs/olmo3.md §3) for one pipeline stage of one rank, over
+// a ragged batch (several sequences per step; prefill chunks and decode tokens mixed), calling
+// only Ops. Post-norm blocks; full-width QK-norm before RoPE; YaRN on full-attention layers only.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/model_config.h"
+#include "common/plan.h"
+#include "kernels/ops.h"
+#include "worker/checkpoint/checkpoint.h"
+#include "worker/kv/kv_cache.h"
+
+namespace olmo::model {
+
+struct ModelOptions {
+  int64_t layer_begin = 0;
+  int64_t layer_end = -1;  // -1: every layer
+  // The documented wrong placement (YaRN on sliding layers too, as transformers 5.0-5.12 do).
+  // Off by default; exists so the choice is explicit and testable.
+  bool yarn_on_all_layers = false;
+};
+
+// One step's tokens, flattened. Row s of block_tables[g] is sequence s's table in KV group g.
+struct ForwardBatch {
+  std::vector<int32_t> token_ids;  // [num_tokens]
+  std::vector<int32_t> positions;  // [num_tokens] absolute positions
+  std::vector<int32_t> token_seq;  // [num_tokens] sequence row of each token
+  std::array<std::vector<int32_t>, kNumKvGroups> block_tables;  // [num_seqs, max_blocks[g]]
+  std::array<int64_t, kNumKvGroups> max_blocks = {0, 0};
+  std::array<std::vector<int64_t>, kNumKvGroups> slots;  // [num_tokens] cache slot per group
+  std::vector<int32_t> logit_rows;  // token indices whose logits are returned, in order
+  int64_t num_tokens() const { return static_cast<int64_t>(token_ids.size()); }
+};
+
+class Olmo3Model {
+ public:
+  // Loads and packs this stage's weights. `checkpoint` must outlive the model (the embedding is
+  // read from the mapping). Logs progress per layer.
+  static absl::StatusOr<std::unique_ptr<Olmo3Model>> Load(
+      const ModelConfig& config, std::shared_ptr<const checkpoint::Checkpoint> checkpoint,
+      kernels::Ops* ops, const ModelOptions& options);
+
+  const ModelConfig& config() const { return config_; }
+  int64_t layer_begin() const { return layer_begin_; }
+  int64_t layer_end() const { return layer_end_; }
+  // Weight bytes one step reads (all packed matrices; the embedding rows are negligible).
+  int64_t weight_bytes() const { return weight_bytes_; }
+
+  // Runs the batch through every layer of the model; writes f32 [logit_rows.size(), vocab] logits.
+  absl::Status Forward(const ForwardBatch& batch, kv::KvCache* cache, std::vector<float>* logits);
+
+ private:
+  struct Layer {
+    std::unique_ptr<kernels::PackedWeight> qkv;      // [q_width + 2 kv_width, hidden]
+    std::unique_ptr<kernels::PackedWeight> o;        // [hidden, q_width]
+    std::unique_ptr<kernels::PackedWeight> gate_up;  // [2 intermediate, hidden]
+    std::unique_ptr<kernels::PackedWeight> down;     // [hidden, intermediate]
+    std::vector<float> q_norm, k_norm, post_attn_norm, post_ff_norm;  // f32
+    const kernels::RopeTable* rope = nullptr;
+    int64_t window = 0;  // 0 = full attention
+    int group = 0;       // KV group
+  };
+
+  Olmo3Model() = default;
+  void RunLayer(int64_t layer_index, const Layer& layer, const ForwardBatch& batch,
+                kv::KvCache* cache);
+
+  ModelConfig config_;
+  std::shared_ptr<const checkpoint::Checkpoint> checkpoint_;
+  kernels::Ops* ops_ = nullptr;
+  int64_t layer_begin_ = 0;
+  int64_t layer_end_ = 0;
+  kernels::WeightView embedding_;
+  std::unique_ptr<kernels::PackedWeight> lm_head_;
+  std::vector<float> final_norm_;
+  kernels::RopeTable rope_full_, rope_sliding_;
+  std::vector<Layer> layers_;
+  int64_t weight_bytes_ = 0;
+  // Workspaces, resized per step.
+  std::vector<float> x_, qkv_, attn_, proj_, gate_up_, act_, sum_sq_, final_x_;
+};
+
+}  // namespace olmo::model

@@ -1,0 +1,37 @@
+// LocalWorker: everything one rank needs to run the whole model in-process: config, mapped
+// checkpoint, CPU ops, the model, its KV cache and the StepRunner (the in-process StepExecutor).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/model_config.h"
+#include "kernels/ops.h"
+#include "worker/checkpoint/checkpoint.h"
+#include "worker/model/olmo3_model.h"
+#include "worker/step/step_runner.h"
+
+namespace olmo::step {
+
+struct LocalWorkerOptions {
+  int64_t block_size = 16;    // tokens per KV block
+  int64_t num_blocks = 0;     // KV blocks per group; 0 -> from kv_cache_bytes
+  int64_t kv_cache_bytes = 256ll << 20;
+  kernels::CpuOpsOptions ops;
+  model::ModelOptions model;
+};
+
+struct LocalWorker {
+  ModelConfig config;
+  std::shared_ptr<const checkpoint::Checkpoint> checkpoint;
+  std::unique_ptr<kernels::Ops> ops;
+  std::unique_ptr<model::Olmo3Model> model;
+  std::unique_ptr<StepRunner> runner;
+};
+
+// Loads `model_dir` (config.json, optional generation_config.json, safetensors).
+absl::StatusOr<std::unique_ptr<LocalWorker>> LoadLocalWorker(const std::string& model_dir,
+                                                             const LocalWorkerOptions& options);
+
+}  // namespace olmo::step

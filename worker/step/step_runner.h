@@ -1,0 +1,44 @@
+// StepRunner: executes StepPlans on one rank that holds the whole model (the in-process
+// StepExecutor). Keeps per-sequence worker state (block tables per KV group, sampling state),
+// builds the ragged batch, runs the model and samples.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "common/step_executor.h"
+#include "worker/kv/kv_cache.h"
+#include "worker/model/olmo3_model.h"
+#include "worker/sampler/sampler.h"
+
+namespace olmo::step {
+
+class StepRunner final : public StepExecutor {
+ public:
+  StepRunner(model::Olmo3Model* model, std::unique_ptr<kv::KvCache> cache);
+
+  const ExecutorInfo& info() const override { return info_; }
+  absl::StatusOr<StepResult> Execute(const StepPlan& plan) override;
+
+  // Raw logits of the sampled rows of the last step, f32 [num_sampled, vocab] (for tests).
+  const std::vector<float>& last_logits() const { return logits_; }
+
+ private:
+  struct SeqState {
+    int32_t epoch = 0;
+    std::array<std::vector<int32_t>, kNumKvGroups> tables;
+    std::unique_ptr<sampler::SequenceState> sampling;
+  };
+
+  model::Olmo3Model* model_;
+  std::unique_ptr<kv::KvCache> cache_;
+  ExecutorInfo info_;
+  std::unordered_map<int64_t, SeqState> seqs_;
+  int64_t next_step_id_ = 0;
+  std::vector<float> logits_;
+};
+
+}  // namespace olmo::step

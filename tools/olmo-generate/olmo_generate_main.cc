@@ -36,6 +36,26 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  // Config first: bad prompts fail before the weights load, and the KV cache is sized from it.
+  absl::StatusOr<olmo::ModelConfig> config_or = olmo::ModelConfig::Load(args->model_dir);
+  if (!config_or.ok()) return Fail(config_or.status());
+  const int64_t max_len = config_or->max_position_embeddings;
+  for (size_t i = 0; i < args->prompts.size(); ++i) {
+    const auto& p = args->prompts[i];
+    for (int32_t id : p.prompt_ids) {
+      if (id >= config_or->vocab_size) {
+        return Fail(absl::InvalidArgumentError(absl::StrFormat(
+            "prompt %d: token id %d is outside the vocabulary [0, %d)", i, id,
+            config_or->vocab_size)));
+      }
+    }
+    if (static_cast<int64_t>(p.prompt_ids.size()) + p.max_tokens > max_len) {
+      return Fail(absl::InvalidArgumentError(absl::StrFormat(
+          "prompt %d: max_tokens: prompt (%d tokens) + max_tokens (%d) exceeds max_model_len %d",
+          i, p.prompt_ids.size(), p.max_tokens, max_len)));
+    }
+  }
+
   olmo::step::LocalWorkerOptions wopts;
   wopts.block_size = args->block_size;
   wopts.ops.num_threads = args->threads;
@@ -64,12 +84,6 @@ int main(int argc, char** argv) {
   std::vector<Output> outputs(args->prompts.size());
   for (size_t i = 0; i < args->prompts.size(); ++i) {
     const auto& p = args->prompts[i];
-    for (int32_t id : p.prompt_ids) {
-      if (id >= config.vocab_size) {
-        return Fail(absl::InvalidArgumentError(absl::StrFormat(
-            "prompt %d: token id %d is outside the vocabulary [0, %d)", i, id, config.vocab_size)));
-      }
-    }
     olmo::engine::Request r;
     r.seq_id = static_cast<int64_t>(i);
     r.prompt_ids = p.prompt_ids;

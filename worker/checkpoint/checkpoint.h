@@ -19,7 +19,9 @@ struct TensorInfo {
   DType dtype;
   std::vector<int64_t> shape;
   int file_index = 0;      // into Checkpoint::files()
-  int64_t offset = 0;      // absolute byte offset of the first element in the file
+  // Byte offset of the first element: relative to the data buffer from ParseSafetensorsHeader,
+  // absolute in the file from Checkpoint::tensors().
+  int64_t offset = 0;
   int64_t nbytes = 0;      // prod(shape) * DTypeSize(dtype)
   int64_t numel() const;
 };

@@ -112,6 +112,9 @@ absl::StatusOr<RopeConfig> ParseRope(const json& r, double default_theta,
     }
     rope.factor = implicit;
   }
+  if (rope.original_max_position_embeddings == 0) {
+    rope.original_max_position_embeddings = max_position_embeddings;  // HF default
+  }
   if (!(rope.factor > 0.0)) return FieldError(source, field + ".factor", "must be > 0");
   if (r.contains("attention_factor") && !r["attention_factor"].is_null()) {
     OLMO_ASSIGN_OR_RETURN(double af, GetDouble(r, source, "attention_factor", std::nullopt));

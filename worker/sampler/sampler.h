@@ -41,7 +41,18 @@ struct SampleOutput {
   std::vector<TokenLogprob> top_logprobs;  // params.logprobs entries, by (logprob desc, id asc)
 };
 
-// Samples the token at absolute position `position` from raw f32 logits [vocab].
+// Penalties in place: HF repetition penalty over prompt + output (logit < 0 ? * r : / r), then
+// OpenAI presence/frequency over output counts.
+void ApplyPenalties(std::span<float> logits, const SequenceState& state);
+
+// The ids that survive penalties -> min_tokens ban -> temperature -> top-k -> top-p -> min-p,
+// ordered by (processed logit desc, id asc); greedy (temperature 0) gives the single argmax.
+// `processed` (optional) receives the penalized, temperature-scaled logits.
+std::vector<int32_t> FilteredSet(std::span<const float> logits, const SequenceState& state,
+                                 std::vector<float>* processed = nullptr);
+
+// Samples the token at absolute position `position` from raw f32 logits [vocab]: one Philox
+// uniform keyed by (seed, position), inverse CDF over the filtered set.
 SampleOutput Sample(std::span<const float> logits, const SequenceState& state, int64_t position);
 
 }  // namespace olmo::sampler

@@ -102,7 +102,9 @@ TEST_P(IncrementalTest, EngineBatchEqualsAlone) {
       if (!u.ok()) break;
       for (const auto& x : *u) out[x.seq_id].push_back({x.token_id, x.logprob});
     }
-    if (ids.size() > 1) EXPECT_GT(engine.scheduler().stats().chunked_prefills, 0);
+    if (ids.size() > 1) {
+      EXPECT_GT(engine.scheduler().stats().chunked_prefills, 0);
+    }
     return out;
   };
   auto batched = run({0, 1, 2, 3, 4, 5, 6, 7});

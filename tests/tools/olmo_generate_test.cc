@@ -21,7 +21,7 @@ struct RunResult {
   std::string err;  // stderr
 };
 
-RunResult Run(const std::string& args) {
+RunResult RunTool(const std::string& args) {
   std::string err_file = ::testing::TempDir() + "/olmo_generate_stderr.txt";
   std::string cmd = kBinary + " " + args + " 2>" + err_file;
   RunResult r;
@@ -70,7 +70,7 @@ TEST(OlmoGenerate, GreedyMatchesHfFixture) {
   std::string model = FirstModel();
   auto prompt = GoldenInts(model, "input_ids");
   auto greedy = GoldenInts(model, "greedy_ids");
-  RunResult r = Run("--model " + model + " --prompt-ids " + Join(prompt) +
+  RunResult r = RunTool("--model " + model + " --prompt-ids " + Join(prompt) +
                     " --temperature 0 --max-tokens 32 --ignore-eos --logprobs 3");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto lines = Lines(r.out);
@@ -102,14 +102,14 @@ TEST(OlmoGenerate, BatchSeedsAreIndependentOfBatch) {
         << ",\"temperature\":0.8,\"max_tokens\":" << 6 + i << "}\n";
     }
   }
-  RunResult all = Run("--model " + model + " --batch " + batch + " --ignore-eos");
+  RunResult all = RunTool("--model " + model + " --batch " + batch + " --ignore-eos");
   ASSERT_EQ(all.exit_code, 0) << all.err;
   auto lines = Lines(all.out);
   ASSERT_EQ(lines.size(), 4u);
   for (int i = 0; i < 4; ++i) {
     std::vector<int32_t> p(prompt.begin() + i, prompt.begin() + 5 + 6 * i);
     EXPECT_EQ(lines[i]["prompt_ids"].get<std::vector<int32_t>>(), p);  // input order kept
-    RunResult one = Run("--model " + model + " --prompt-ids " + Join(p) + " --seed " +
+    RunResult one = RunTool("--model " + model + " --prompt-ids " + Join(p) + " --seed " +
                         std::to_string(40 + i) + " --temperature 0.8 --ignore-eos --max-tokens " +
                         std::to_string(6 + i));
     ASSERT_EQ(one.exit_code, 0) << one.err;
@@ -141,7 +141,7 @@ TEST(OlmoGenerate, BadInputGivesOneLineError) {
       {"--model " + model + " --batch /nonexistent.jsonl", "cannot open"},
   };
   for (const Case& c : cases) {
-    RunResult r = Run(c.args);
+    RunResult r = RunTool(c.args);
     EXPECT_NE(r.exit_code, 0) << c.args;
     EXPECT_TRUE(r.out.empty()) << c.args;
     EXPECT_NE(r.err.find(c.expect), std::string::npos) << c.args << "\nstderr: " << r.err;
@@ -158,13 +158,13 @@ TEST(OlmoGenerate, BadBatchLinesNameTheLine) {
     std::ofstream f(batch);
     f << "{\"prompt_ids\":[1,2]}\n{\"prompt_ids\":[1,2],\"top_k\":\"many\"}\n";
   }
-  RunResult r = Run("--model " + FirstModel() + " --batch " + batch);
+  RunResult r = RunTool("--model " + FirstModel() + " --batch " + batch);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("line 2: top_k"), std::string::npos) << r.err;
 }
 
 TEST(OlmoGenerate, HelpExplainsFlags) {
-  RunResult r = Run("--help");
+  RunResult r = RunTool("--help");
   EXPECT_EQ(r.exit_code, 0);
   for (const char* flag : {"--model", "--prompt-ids", "--batch", "--temperature", "--top-k",
                            "--top-p", "--min-p", "--seed", "--logprobs", "--ignore-eos",

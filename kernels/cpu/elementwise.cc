@@ -38,8 +38,10 @@ void RmsNorm(const RmsNormParams& p, int num_threads) {
     const float* x = p.x + r * p.dim;
     float* out = p.out + r * p.dim;
     const float* res = p.residual != nullptr ? p.residual + r * p.dim : nullptr;
-    double ss = RowSumSquares(x, p.dim);
-    float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(p.dim) + p.eps));
+    // Rounded to f32 as SumSquares does, so RmsNorm == SumSquares + RmsScale bitwise.
+    float ss = static_cast<float>(RowSumSquares(x, p.dim));
+    float inv = static_cast<float>(
+        1.0 / std::sqrt(static_cast<double>(ss) / static_cast<double>(p.dim) + p.eps));
     for (int64_t j = 0; j < p.dim; ++j) {
       float v = p.weight[j] * (x[j] * inv);
       out[j] = res != nullptr ? res[j] + v : v;

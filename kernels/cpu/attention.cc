@@ -18,7 +18,7 @@ inline float* CacheRow(const KvLayerView& c, int64_t block, int64_t offset, int 
 
 void KvWrite(const KvWriteParams& p, int num_threads) {
   const KvLayerView& c = p.cache;
-#pragma omp parallel for num_threads(num_threads) schedule(static)
+#pragma omp parallel for num_threads(num_threads) schedule(static) if (p.num_tokens * c.kv_heads * c.head_dim > (1 << 15))
   for (int64_t t = 0; t < p.num_tokens; ++t) {
     int64_t block = p.slots[t] / c.block_size, offset = p.slots[t] % c.block_size;
     for (int64_t h = 0; h < c.kv_heads; ++h) {
@@ -35,7 +35,13 @@ void Attention(const AttentionParams& p, int num_threads) {
   const int64_t D = c.head_dim;
   const int64_t group = p.num_heads / c.kv_heads;
   const int64_t pairs = p.num_tokens * p.num_heads;
-#pragma omp parallel num_threads(num_threads)
+  // Work estimate: keys visited x head_dim over every (token, head) pair.
+  int64_t work = 0;
+  for (int64_t t = 0; t < p.num_tokens; ++t) {
+    work += p.window > 0 ? std::min<int64_t>(p.window, p.positions[t] + 1) : p.positions[t] + 1;
+  }
+  work *= p.num_heads * D;
+#pragma omp parallel num_threads(num_threads) if (work > (1 << 16))
   {
     std::vector<float> scores;
     std::vector<double> acc(static_cast<size_t>(D));

@@ -5,13 +5,16 @@
 
 #include "kernels/cpu/cpu_kernels.h"
 
+// Parallel regions only pay off above this many elements (tiny steps run on one thread).
+constexpr int64_t kParallelMin = 1 << 15;
+
 namespace olmo::kernels::cpu {
 
 void Embedding(const EmbeddingParams& p, int num_threads) {
   const int64_t d = p.table.cols;
   const int64_t es = DTypeSize(p.table.dtype);
   const auto* base = static_cast<const unsigned char*>(p.table.data);
-#pragma omp parallel for num_threads(num_threads) schedule(static)
+#pragma omp parallel for num_threads(num_threads) schedule(static) if (p.num_tokens * d > kParallelMin)
   for (int64_t t = 0; t < p.num_tokens; ++t) {
     int64_t row = static_cast<int64_t>(p.token_ids[t]) - p.vocab_begin;
     float* out = p.out + t * d;
@@ -33,7 +36,7 @@ inline double RowSumSquares(const float* x, int64_t n) {
 }  // namespace
 
 void RmsNorm(const RmsNormParams& p, int num_threads) {
-#pragma omp parallel for num_threads(num_threads) schedule(static)
+#pragma omp parallel for num_threads(num_threads) schedule(static) if (p.rows * p.dim > kParallelMin)
   for (int64_t r = 0; r < p.rows; ++r) {
     const float* x = p.x + r * p.dim;
     float* out = p.out + r * p.dim;
@@ -50,14 +53,14 @@ void RmsNorm(const RmsNormParams& p, int num_threads) {
 }
 
 void SumSquares(const SumSquaresParams& p, int num_threads) {
-#pragma omp parallel for num_threads(num_threads) schedule(static)
+#pragma omp parallel for num_threads(num_threads) schedule(static) if (p.rows * p.dim > kParallelMin)
   for (int64_t r = 0; r < p.rows; ++r) {
     p.out[r] = static_cast<float>(RowSumSquares(p.x + r * p.stride, p.dim));
   }
 }
 
 void RmsScale(const RmsScaleParams& p, int num_threads) {
-#pragma omp parallel for num_threads(num_threads) schedule(static)
+#pragma omp parallel for num_threads(num_threads) schedule(static) if (p.rows * p.dim > kParallelMin)
   for (int64_t r = 0; r < p.rows; ++r) {
     float* x = p.x + r * p.stride;
     float inv = static_cast<float>(
@@ -67,7 +70,7 @@ void RmsScale(const RmsScaleParams& p, int num_threads) {
 }
 
 void SwiGlu(const SwiGluParams& p, int num_threads) {
-#pragma omp parallel for num_threads(num_threads) schedule(static)
+#pragma omp parallel for num_threads(num_threads) schedule(static) if (p.rows * p.dim > kParallelMin)
   for (int64_t r = 0; r < p.rows; ++r) {
     const float* g = p.gate_up + r * 2 * p.dim;
     const float* u = g + p.dim;
@@ -80,7 +83,7 @@ void SwiGlu(const SwiGluParams& p, int num_threads) {
 }
 
 void LogSoftmax(const LogSoftmaxParams& p, int num_threads) {
-#pragma omp parallel for num_threads(num_threads) schedule(static)
+#pragma omp parallel for num_threads(num_threads) schedule(static) if (p.rows * p.n > kParallelMin)
   for (int64_t r = 0; r < p.rows; ++r) {
     const float* x = p.x + r * p.n;
     float* out = p.out + r * p.n;

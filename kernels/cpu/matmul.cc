@@ -154,6 +154,8 @@ template <typename W>
 void PackedMatmul(const CpuPackedWeight& w, const W* data, const MatmulParams& p, int threads) {
   const int64_t K = w.k_, N = w.n_, M = p.m;
   const int64_t panel_stride = K * kPanel;
+  // Parallel regions only pay off above ~64k multiply-adds (tiny models run on one thread).
+  threads = M * N * K >= (1 << 16) ? threads : 1;
   if (M == 1) {
     const int64_t groups = (w.panels + 3) / 4;
 #pragma omp parallel for num_threads(threads) schedule(static)

@@ -59,7 +59,7 @@ void Rope(const RopeParams& p, int num_threads) {
   const int64_t half = p.head_dim / 2;
   const float A = p.table->attention_scale;
   const float* inv = p.table->inv_freq.data();
-#pragma omp parallel for num_threads(num_threads) schedule(static)
+#pragma omp parallel for num_threads(num_threads) schedule(static) if (p.num_tokens * p.num_heads * p.head_dim > (1 << 15))
   for (int64_t t = 0; t < p.num_tokens; ++t) {
     const float pos = static_cast<float>(p.positions[t]);
     float cosv[512], sinv[512];  // head_dim / 2 <= 512

@@ -1,6 +1,7 @@
 // olmo-generate as a user runs it: the JSON contract, greedy output against the HF fixture,
 // per-prompt seeds inside a --batch, and one-line errors with a non-zero exit for bad input.
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
@@ -21,8 +22,13 @@ struct RunResult {
   std::string err;  // stderr
 };
 
+// A file name private to this process (ctest runs tests in parallel).
+std::string TempFile(const std::string& name) {
+  return ::testing::TempDir() + "/olmo_generate_" + std::to_string(getpid()) + "_" + name;
+}
+
 RunResult RunTool(const std::string& args) {
-  std::string err_file = ::testing::TempDir() + "/olmo_generate_stderr.txt";
+  std::string err_file = TempFile("stderr.txt");
   std::string cmd = kBinary + " " + args + " 2>" + err_file;
   RunResult r;
   FILE* p = popen(cmd.c_str(), "r");
@@ -93,7 +99,7 @@ TEST(OlmoGenerate, GreedyMatchesHfFixture) {
 TEST(OlmoGenerate, BatchSeedsAreIndependentOfBatch) {
   std::string model = FirstModel();
   auto prompt = GoldenInts(model, "input_ids");
-  std::string batch = ::testing::TempDir() + "/batch.jsonl";
+  std::string batch = TempFile("batch.jsonl");
   {
     std::ofstream f(batch);
     for (int i = 0; i < 4; ++i) {
@@ -153,7 +159,7 @@ TEST(OlmoGenerate, BadInputGivesOneLineError) {
 }
 
 TEST(OlmoGenerate, BadBatchLinesNameTheLine) {
-  std::string batch = ::testing::TempDir() + "/bad.jsonl";
+  std::string batch = TempFile("bad.jsonl");
   {
     std::ofstream f(batch);
     f << "{\"prompt_ids\":[1,2]}\n{\"prompt_ids\":[1,2],\"top_k\":\"many\"}\n";

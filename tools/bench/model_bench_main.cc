@@ -34,6 +34,11 @@ struct Args {
   int64_t bandwidth_mib = 1024;
 };
 
+int Fail(const absl::Status& st) {
+  std::fprintf(stderr, "error: %s\n", std::string(st.message()).c_str());
+  return 1;
+}
+
 void Usage() {
   std::puts(
       "olmo-bench-model --model DIR [--threads N] [--matmul packed|blas] [--prefill-tokens N]\n"
@@ -119,11 +124,12 @@ int main(int argc, char** argv) {
 
   // Prefill: one prompt in a single step (budget = its length).
   {
+    (*w)->runner->Reset();
     olmo::engine::Engine engine((*w)->runner.get(), {a.prefill_tokens, 256, 0});
-    if (!engine.Add(make(a.prefill_tokens, 1)).ok()) return 1;
+    if (absl::Status st = engine.Add(make(a.prefill_tokens, 1)); !st.ok()) return Fail(st);
     auto t0 = Clock::now();
     while (engine.HasWork()) {
-      if (!engine.Step().ok()) return 1;
+      if (auto st = engine.Step(); !st.ok()) return Fail(st.status());
     }
     double s = Seconds(t0, Clock::now());
     std::printf("prefill %d tokens: %.3f s, %.1f tokens/s\n", a.prefill_tokens, s,
@@ -131,18 +137,19 @@ int main(int argc, char** argv) {
   }
   std::printf("%8s %12s %12s %14s %10s\n", "batch", "step ms", "tokens/s", "weight GB/s", "roofline");
   for (int b : a.batches) {
+    (*w)->runner->Reset();
     olmo::engine::Engine engine((*w)->runner.get(), {4096, 4096, 0});
     for (int i = 0; i < b; ++i) {
-      if (!engine.Add(make(16, a.decode_steps + 2)).ok()) return 1;
+      if (absl::Status st = engine.Add(make(16, a.decode_steps + 2)); !st.ok()) return Fail(st);
     }
     // Prefill + the first decode step are warm-up.
     for (int s = 0; s < 2; ++s) {
-      if (!engine.Step().ok()) return 1;
+      if (auto st = engine.Step(); !st.ok()) return Fail(st.status());
     }
     auto t0 = Clock::now();
     int steps = 0;
     while (engine.HasWork() && steps < a.decode_steps) {
-      if (!engine.Step().ok()) return 1;
+      if (auto st = engine.Step(); !st.ok()) return Fail(st.status());
       ++steps;
     }
     double step_s = Seconds(t0, Clock::now()) / steps;
@@ -150,7 +157,7 @@ int main(int argc, char** argv) {
     std::printf("%8d %12.2f %12.1f %14.1f %9.0f%%\n", b, step_s * 1e3, b / step_s, gbs,
                 100.0 * gbs / bw);
     while (engine.HasWork()) {
-      if (!engine.Step().ok()) return 1;
+      if (auto st = engine.Step(); !st.ok()) return Fail(st.status());
     }
   }
   return 0;

@@ -23,6 +23,13 @@ class StepRunner final : public StepExecutor {
   const ExecutorInfo& info() const override { return info_; }
   absl::StatusOr<StepResult> Execute(const StepPlan& plan) override;
 
+  // Forgets every sequence and expects step 0 next (a new engine attaches). The KV bytes stay;
+  // block ids are reassigned by the new engine.
+  void Reset() {
+    seqs_.clear();
+    next_step_id_ = 0;
+  }
+
   // Raw logits of the sampled rows of the last step, f32 [num_sampled, vocab] (for tests).
   const std::vector<float>& last_logits() const { return logits_; }
 

@@ -141,7 +141,17 @@ absl::StatusOr<json> ReadJson(const std::string& path) {
 
 }  // namespace
 
+absl::StatusOr<ModelConfig> FromJsonImpl(const json& j, const std::string& source);
+
 absl::StatusOr<ModelConfig> ModelConfig::FromJson(const json& j, const std::string& source) {
+  try {
+    return FromJsonImpl(j, source);
+  } catch (const json::exception& e) {  // a field of the wrong JSON type
+    return absl::InvalidArgumentError(absl::StrFormat("%s: malformed config: %s", source, e.what()));
+  }
+}
+
+absl::StatusOr<ModelConfig> FromJsonImpl(const json& j, const std::string& source) {
   if (!j.is_object()) return absl::InvalidArgumentError(source + ": top level must be an object");
   ModelConfig c;
   std::string model_type = j.value("model_type", "");

@@ -11,6 +11,7 @@
 // kBlas: f32-converted weights and OpenBLAS cblas_sgemm (not batch-invariant).
 #include <cblas.h>
 #include <immintrin.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstring>
@@ -32,10 +33,17 @@ struct AlignedDeleter {
 };
 template <typename T>
 using AlignedBuffer = std::unique_ptr<T[], AlignedDeleter<T>>;
+// Large weight buffers are 2 MiB aligned and asked for transparent huge pages: decode streams
+// every weight once per step, and 4 KiB pages cost TLB misses on each of the parallel streams.
 template <typename T>
 AlignedBuffer<T> AllocAligned(int64_t n) {
-  size_t bytes = (static_cast<size_t>(n) * sizeof(T) + 63) / 64 * 64;
-  return AlignedBuffer<T>(static_cast<T*>(std::aligned_alloc(64, std::max<size_t>(bytes, 64))));
+  constexpr size_t kHuge = size_t{2} << 20;
+  size_t bytes = static_cast<size_t>(n) * sizeof(T);
+  size_t align = bytes >= kHuge ? kHuge : 64;
+  bytes = std::max<size_t>((bytes + align - 1) / align * align, align);
+  void* p = std::aligned_alloc(align, bytes);
+  if (p != nullptr && align == kHuge) madvise(p, bytes, MADV_HUGEPAGE);
+  return AlignedBuffer<T>(static_cast<T*>(p));
 }
 
 class CpuPackedWeight final : public PackedWeight {

@@ -1,14 +1,12 @@
 // olmo-generate as a user runs it: the JSON contract, greedy output against the HF fixture,
 // per-prompt seeds inside a --batch, and one-line errors with a non-zero exit for bad input.
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <fstream>
 #include <string>
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/tools/run_tool.h"
 #include "worker/checkpoint/checkpoint.h"
 
 namespace {
@@ -16,44 +14,12 @@ namespace {
 const std::string kBinary = std::string(OLMO_BINARY_DIR) + "/tools/olmo-generate/olmo-generate";
 const std::string kModels = std::string(OLMO_TEST_DATA_DIR) + "/models";
 
-struct RunResult {
-  int exit_code = -1;
-  std::string out;  // stdout
-  std::string err;  // stderr
-};
+using olmo::testing::JsonLines;
+using olmo::testing::RunResult;
+using olmo::testing::TempFile;
 
-// A file name private to this process (ctest runs tests in parallel).
-std::string TempFile(const std::string& name) {
-  return ::testing::TempDir() + "/olmo_generate_" + std::to_string(getpid()) + "_" + name;
-}
-
-RunResult RunTool(const std::string& args) {
-  std::string err_file = TempFile("stderr.txt");
-  std::string cmd = kBinary + " " + args + " 2>" + err_file;
-  RunResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-  int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream in(err_file);
-  r.err.assign(std::istreambuf_iterator<char>(in), {});
-  return r;
-}
-
-std::vector<nlohmann::json> Lines(const std::string& out) {
-  std::vector<nlohmann::json> v;
-  size_t start = 0;
-  while (start < out.size()) {
-    size_t end = out.find('\n', start);
-    if (end == std::string::npos) end = out.size();
-    if (end > start) v.push_back(nlohmann::json::parse(out.substr(start, end - start)));
-    start = end + 1;
-  }
-  return v;
-}
+RunResult RunTool(const std::string& args) { return olmo::testing::RunTool(kBinary, args); }
+std::vector<nlohmann::json> Lines(const std::string& out) { return JsonLines(out); }
 
 std::string FirstModel() { return kModels + "/gqa_bf16"; }
 

@@ -4,6 +4,7 @@
 
 #include <immintrin.h>
 #include <omp.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <chrono>
@@ -14,8 +15,10 @@
 namespace olmo::bench {
 
 inline double ReadBandwidthGBs(int64_t bytes, int threads, int reps = 5) {
-  const int64_t n = bytes / 4 / 32 * 32;
-  float* buf = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(n) * 4));
+  // 2 MiB aligned and on transparent huge pages, as the packed weights are (matmul.cc).
+  const int64_t n = bytes / (int64_t{2} << 20) * (int64_t{2} << 20) / 4;
+  float* buf = static_cast<float*>(std::aligned_alloc(size_t{2} << 20, static_cast<size_t>(n) * 4));
+  madvise(buf, static_cast<size_t>(n) * 4, MADV_HUGEPAGE);
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t i = 0; i < n; ++i) buf[i] = static_cast<float>(i & 7);
   double best = 0;

@@ -4,7 +4,7 @@ set -euo pipefail
 PACKAGES=(
   cmake g++ make pkg-config clang
   libabsl-dev libspdlog-dev nlohmann-json3-dev libpcre2-dev libopenblas-dev libgtest-dev
-  libbenchmark-dev
+  libbenchmark-dev libssl-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libopenmpi-dev openmpi-bin
 )

@@ -63,6 +63,7 @@ std::string ExpandWhiteSpace(const std::string& p) {
 
 struct Tokenizer::Regex {
   pcre2_code* code = nullptr;
+  bool jit = false;
   ~Regex() {
     if (code) pcre2_code_free(code);
   }
@@ -102,7 +103,8 @@ absl::Status Tokenizer::Init(std::unique_ptr<Bpe> bpe, std::vector<AddedToken> a
     return absl::InvalidArgumentError(absl::StrFormat(
         "pre-tokenizer regex does not compile at offset %d: %s", offset, reinterpret_cast<char*>(msg)));
   }
-  pcre2_jit_compile(regex_->code, PCRE2_JIT_COMPLETE);  // falls back to the interpreter on error
+  // JIT when the platform has it; the interpreter otherwise.
+  regex_->jit = pcre2_jit_compile(regex_->code, PCRE2_JIT_COMPLETE) == 0;
   return absl::OkStatus();
 }
 
@@ -287,8 +289,11 @@ void Tokenizer::EncodePlain(std::string_view text, std::vector<int32_t>* out) co
     bpe_->Encode(piece, out);
   };
   while (pos < text.size()) {
-    int rc = pcre2_match(regex_->code, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), pos,
-                         PCRE2_NO_UTF_CHECK, md, nullptr);
+    int rc = regex_->jit
+                 ? pcre2_jit_match(regex_->code, reinterpret_cast<PCRE2_SPTR>(text.data()),
+                                   text.size(), pos, 0, md, nullptr)
+                 : pcre2_match(regex_->code, reinterpret_cast<PCRE2_SPTR>(text.data()),
+                               text.size(), pos, PCRE2_NO_UTF_CHECK, md, nullptr);
     if (rc < 0) {
       emit(text.substr(pos));  // unreachable for the Olmo 3 pattern, which covers every character
       break;

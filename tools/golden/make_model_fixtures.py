@@ -56,18 +56,37 @@ MODELS = {
 
 
 def check_transformers():
-    """Abort unless this transformers applies YaRN on full-attention layers only."""
-    cfg = Olmo3Config(**BASE)
-    m = Olmo3ForCausalLM(cfg)
-    embs = getattr(m.model, "rotary_embs", None)
-    if embs is None:
-        raise SystemExit("transformers %s uses one rotary table for every layer (YaRN on sliding "
-                         "layers): use 4.57.x" % transformers.__version__)
-    s, f = embs["sliding_attention"], embs["full_attention"]
-    if s.attention_scaling != 1.0 or f.attention_scaling == 1.0 or torch.equal(s.inv_freq, f.inv_freq):
-        raise SystemExit("unexpected rotary tables: sliding must be default RoPE, full YaRN")
-    print("transformers %s, torch %s: YaRN on full-attention layers only (checked)"
-          % (transformers.__version__, torch.__version__))
+    """Abort unless this transformers applies YaRN on full-attention layers only.
+
+    Builds a tiny YaRN model (with and without attention_factor) and checks its two rotary
+    tables: sliding layers plain RoPE (inv_freq = theta^(-2i/D), attention_scaling 1), full layers
+    YaRN (highest frequency unchanged, lowest divided by the factor, attention_scaling equal to
+    attention_factor or its default 0.1 ln(factor) + 1)."""
+    print("transformers %s, torch %s" % (transformers.__version__, torch.__version__))
+    for af in (BASE["rope_scaling"]["attention_factor"], None):
+        kw = dict(BASE)
+        kw["rope_scaling"] = {k: v for k, v in BASE["rope_scaling"].items()
+                              if k != "attention_factor" or af is not None}
+        cfg = Olmo3Config(**kw)
+        embs = getattr(Olmo3ForCausalLM(cfg).model, "rotary_embs", None)
+        if embs is None:
+            raise SystemExit("transformers %s uses one rotary table for every layer (YaRN on "
+                             "sliding layers too): use 4.57.x" % transformers.__version__)
+        s, f = embs["sliding_attention"], embs["full_attention"]
+        d, factor = cfg.head_dim, cfg.rope_scaling["factor"]
+        plain = 1.0 / cfg.rope_theta ** (torch.arange(0, d, 2, dtype=torch.float) / d)
+        want_scale = af if af is not None else 0.1 * math.log(factor) + 1.0
+        problems = []
+        if s.attention_scaling != 1.0 or not torch.allclose(s.inv_freq, plain, rtol=1e-6):
+            problems.append("sliding layers are not plain RoPE")
+        if abs(f.attention_scaling - want_scale) > 1e-6:
+            problems.append("full attention_scaling %s != %s" % (f.attention_scaling, want_scale))
+        if not (torch.allclose(f.inv_freq[0], plain[0], rtol=1e-6)
+                and torch.allclose(f.inv_freq[-1], plain[-1] / factor, rtol=1e-5)):
+            problems.append("full layers are not YaRN-bent")
+        if problems:
+            raise SystemExit("transformers %s: %s" % (transformers.__version__, "; ".join(problems)))
+    print("checked: YaRN on full-attention layers only, plain RoPE on sliding layers")
 
 
 def init_weights(model, gen, qk_scale=1.0):
@@ -132,11 +151,21 @@ def prenorm_forward(self, hidden_states, attention_mask=None, position_ids=None,
 
 
 def mutant_logits(path, ids):
-    """Logits under each deliberate bug of DESIGN.md §6, each applied to a fresh load."""
+    """Logits under each deliberate bug of DESIGN.md §6, each applied to a fresh fp32 load:
+      yarn_all_layers   rotary_embs["sliding_attention"] replaced by the full layers' YaRN table
+      eps_1e-5          variance_epsilon = 1e-5 on every Olmo3RMSNorm (truth: 1e-6)
+      window_plus_1     config.sliding_window + 1 (HF builds the sliding mask from the config)
+      per_head_qk_norm  q_norm/k_norm wrapped by PerHeadNorm: RMS over each head's D dims, times
+                        that head's slice of the full-width weight
+      pre_norm          Olmo3DecoderLayer.forward patched to prenorm_forward (post-norm weights
+                        used as pre-norm weights)
+      gqa_map_mod       modeling_olmo3.repeat_kv patched to tile kv heads (x.repeat) instead of
+                        interleaving them, so query head h reads kv head h % KV, not h // (H/KV)
+    Class and module patches are restored afterwards."""
     out = {}
 
     def load():
-        return Olmo3ForCausalLM.from_pretrained(path, torch_dtype=torch.float32,
+        return Olmo3ForCausalLM.from_pretrained(path, dtype=torch.float32,
                                                 attn_implementation="eager").eval()
 
     m = load()
@@ -207,7 +236,7 @@ def build(name, overrides, opts, out_root, seed):
         model.save_pretrained(path, safe_serialization=True)
 
     # Reference: reload and upcast exactly to fp32.
-    ref = Olmo3ForCausalLM.from_pretrained(path, torch_dtype=torch.float32,
+    ref = Olmo3ForCausalLM.from_pretrained(path, dtype=torch.float32,
                                            attn_implementation="eager").eval()
     ids = torch.randint(0, cfg.vocab_size, (T,), generator=gen).tolist()
     logits = forward_logits(ref, ids)
@@ -232,15 +261,21 @@ def build(name, overrides, opts, out_root, seed):
     print(report)
 
 
+def seed_of(name):
+    """The generator seed of one fixture (weights, then prompt ids): 1000 + its index in MODELS."""
+    return 1000 + list(MODELS).index(name)
+
+
 def main():
     ap = argparse.ArgumentParser()
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--out", default=os.path.join(here, "..", "..", "tests", "data", "models"))
+    ap.add_argument("names", nargs="*", help="fixtures to (re)build; default all")
     args = ap.parse_args()
     torch.manual_seed(0)
     check_transformers()
-    for i, (name, (overrides, opts)) in enumerate(MODELS.items()):
-        build(name, overrides, opts, args.out, seed=1000 + i)
+    for name in args.names or MODELS:
+        build(name, *MODELS[name], args.out, seed=seed_of(name))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,19 @@ CASES = {
     "tiny_yarn_no_original": dict(hidden_size=64, num_attention_heads=2, head_dim=32,
                                   max_position_embeddings=128, rope_theta=10000.0,
                                   rope_scaling={"rope_type": "yarn", "factor": 4.0}),
+    "tiny_yarn_no_truncate": dict(hidden_size=64, num_attention_heads=2, head_dim=32,
+                                  max_position_embeddings=256, rope_theta=10000.0,
+                                  rope_scaling={"rope_type": "yarn", "factor": 4.0,
+                                                "original_max_position_embeddings": 64,
+                                                "truncate": False}),
+    "yarn_hd128_default_af": dict(hidden_size=1024, num_attention_heads=8, head_dim=128,
+                                  max_position_embeddings=32768, rope_theta=500000.0,
+                                  rope_scaling={"rope_type": "yarn", "factor": 8.0,
+                                                "original_max_position_embeddings": 4096}),
+    "tiny_default_hd16": dict(hidden_size=64, num_attention_heads=4, head_dim=16,
+                              max_position_embeddings=256, rope_theta=10000.0),
+    "tiny_default_hd64_theta1e6": dict(hidden_size=256, num_attention_heads=4, head_dim=64,
+                                       max_position_embeddings=4096, rope_theta=1000000.0),
 }
 
 out = {"transformers": transformers.__version__, "cases": {}}

@@ -193,9 +193,13 @@ void PackedMatmul(const CpuPackedWeight& w, const W* data, const MatmulParams& p
     std::vector<float> acc(static_cast<size_t>(M * kPanel), 0.0f);
     for (int64_t k0 = 0; k0 < K; k0 += kKBlock) {
       const int64_t k1 = std::min(K, k0 + kKBlock);
-      for (int64_t m0 = 0; m0 < M; m0 += kRows) {
-        int rows = static_cast<int>(std::min(kRows, M - m0));
+      // Balanced row tiles of at most kRows (M = 8 -> 4 + 4, not 6 + 2): a short tile has
+      // too few independent FMA chains to hide their latency.
+      const int64_t tiles = (M + kRows - 1) / kRows;
+      for (int64_t t = 0, m0 = 0; t < tiles; ++t) {
+        int rows = static_cast<int>(M / tiles + (t < M % tiles ? 1 : 0));
         RowsTileDispatch<W>(rows, p.x + m0 * K, K, panel, k0, k1, acc.data() + m0 * kPanel);
+        m0 += rows;
       }
     }
     for (int64_t m = 0; m < M; ++m) {

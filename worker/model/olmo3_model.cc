@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_format.h"
+#include "common/parallel_config.h"
 #include "common/status_macros.h"
 #include "spdlog/spdlog.h"
 
@@ -11,14 +12,6 @@ namespace {
 
 namespace names = checkpoint::names;
 
-absl::StatusOr<kernels::WeightView> Matrix(const checkpoint::Checkpoint& ckpt,
-                                           const std::string& name) {
-  OLMO_ASSIGN_OR_RETURN(checkpoint::TensorView t, ckpt.Get(name));
-  if (t.shape.size() != 2) {
-    return absl::InvalidArgumentError(absl::StrFormat("tensor %s: expected rank 2", name));
-  }
-  return kernels::WeightView{t.data, t.dtype, t.shape[0], t.shape[1]};
-}
 
 absl::StatusOr<std::vector<float>> Vector(const checkpoint::Checkpoint& ckpt,
                                           const std::string& name) {
@@ -28,15 +21,34 @@ absl::StatusOr<std::vector<float>> Vector(const checkpoint::Checkpoint& ckpt,
   return out;
 }
 
-absl::StatusOr<std::unique_ptr<kernels::PackedWeight>> Pack(
-    kernels::Ops* ops, const checkpoint::Checkpoint& ckpt, std::initializer_list<std::string> parts) {
-  std::vector<kernels::WeightView> views;
-  for (const std::string& name : parts) {
-    OLMO_ASSIGN_OR_RETURN(kernels::WeightView v, Matrix(ckpt, name));
-    views.push_back(v);
+// Rows [begin, end) of a 2-D tensor as a weight view (no copy).
+absl::StatusOr<kernels::WeightView> RowSlice(const checkpoint::Checkpoint& ckpt,
+                                             const std::string& name, int64_t begin, int64_t end) {
+  OLMO_ASSIGN_OR_RETURN(checkpoint::TensorView t, ckpt.GetRows(name, begin, end));
+  if (t.shape.size() != 2) {
+    return absl::InvalidArgumentError(absl::StrFormat("tensor %s: expected rank 2", name));
   }
+  return kernels::WeightView{t.data, t.dtype, t.shape[0], t.shape[1]};
+}
+
+absl::StatusOr<std::unique_ptr<kernels::PackedWeight>> PackViews(
+    kernels::Ops* ops, std::vector<kernels::WeightView> views) {
   return ops->PackWeight(views);
 }
+
+// Columns [begin, end) of a 2-D tensor, copied, then packed.
+absl::StatusOr<std::unique_ptr<kernels::PackedWeight>> PackColumns(
+    kernels::Ops* ops, const checkpoint::Checkpoint& ckpt, const std::string& name, int64_t begin,
+    int64_t end) {
+  OLMO_ASSIGN_OR_RETURN(checkpoint::OwnedTensor t, ckpt.ReadColumns(name, begin, end));
+  kernels::WeightView v{t.bytes.data(), t.dtype, t.shape[0], t.shape[1]};
+  return ops->PackWeight(std::span<const kernels::WeightView>(&v, 1));
+}
+
+std::vector<float> SliceOf(const std::vector<float>& v, int64_t begin, int64_t end) {
+  return std::vector<float>(v.begin() + begin, v.begin() + end);
+}
+
 
 }  // namespace
 
@@ -57,24 +69,53 @@ absl::StatusOr<std::unique_ptr<Olmo3Model>> Olmo3Model::Load(
         m->layer_end_, config.num_hidden_layers));
   }
   const checkpoint::Checkpoint& ckpt = *checkpoint;
+  m->tp_ = options.tp;
+  m->tpc_ = options.collectives;
+  if (m->tp_ > 1 && (m->tpc_ == nullptr || m->tpc_->size() != m->tp_ ||
+                     m->tpc_->rank() != options.tp_rank)) {
+    return absl::InvalidArgumentError("tp > 1 needs TP collectives of that size and rank");
+  }
+  OLMO_ASSIGN_OR_RETURN(ParallelConfig pc,
+                        ParallelConfig::Make(options.tp, 1, options.tp_rank, options.tp, config));
+  const HeadShard hs = pc.heads(config);
+  const int64_t D = config.head_dim;
+  m->nq_ = hs.num_q_heads;
+  m->nkv_ = hs.num_kv_heads;
+  m->kv_replication_ = hs.kv_replication;
+  const Slice inter = SplitEvenly(config.intermediate_size, options.tp, options.tp_rank);
+  const Slice vocab = SplitEvenly(config.vocab_size, options.tp, options.tp_rank);
+  m->inter_local_ = inter.size();
+  m->vocab_begin_ = vocab.begin;
+  m->vocab_local_ = vocab.size();
+  m->vocab_slice_max_ = SplitEvenly(config.vocab_size, options.tp, 0).size();
   m->rope_full_ = kernels::MakeRopeTable(config.rope_full, config.head_dim);
   m->rope_sliding_ = kernels::MakeRopeTable(
       options.yarn_on_all_layers ? config.rope_full : config.rope_sliding, config.head_dim);
 
-  OLMO_ASSIGN_OR_RETURN(m->embedding_, Matrix(ckpt, names::Embedding()));
+  OLMO_ASSIGN_OR_RETURN(m->embedding_,
+                        RowSlice(ckpt, names::Embedding(), vocab.begin, vocab.end));
   int64_t total = m->layer_end_ - m->layer_begin_;
   for (int64_t l = m->layer_begin_; l < m->layer_end_; ++l) {
     Layer layer;
     auto n = [&](const char* leaf) { return names::Layer(l, leaf); };
-    OLMO_ASSIGN_OR_RETURN(layer.qkv, Pack(ops, ckpt,
-                                          {n("self_attn.q_proj.weight"), n("self_attn.k_proj.weight"),
-                                           n("self_attn.v_proj.weight")}));
-    OLMO_ASSIGN_OR_RETURN(layer.o, Pack(ops, ckpt, {n("self_attn.o_proj.weight")}));
-    OLMO_ASSIGN_OR_RETURN(layer.gate_up,
-                          Pack(ops, ckpt, {n("mlp.gate_proj.weight"), n("mlp.up_proj.weight")}));
-    OLMO_ASSIGN_OR_RETURN(layer.down, Pack(ops, ckpt, {n("mlp.down_proj.weight")}));
-    OLMO_ASSIGN_OR_RETURN(layer.q_norm, Vector(ckpt, n("self_attn.q_norm.weight")));
-    OLMO_ASSIGN_OR_RETURN(layer.k_norm, Vector(ckpt, n("self_attn.k_norm.weight")));
+    const int64_t q0 = hs.q_head_begin * D, q1 = q0 + hs.num_q_heads * D;
+    const int64_t k0 = hs.kv_head_begin * D, k1 = k0 + hs.num_kv_heads * D;
+    std::vector<kernels::WeightView> qkv(3);
+    OLMO_ASSIGN_OR_RETURN(qkv[0], RowSlice(ckpt, n("self_attn.q_proj.weight"), q0, q1));
+    OLMO_ASSIGN_OR_RETURN(qkv[1], RowSlice(ckpt, n("self_attn.k_proj.weight"), k0, k1));
+    OLMO_ASSIGN_OR_RETURN(qkv[2], RowSlice(ckpt, n("self_attn.v_proj.weight"), k0, k1));
+    OLMO_ASSIGN_OR_RETURN(layer.qkv, PackViews(ops, qkv));
+    OLMO_ASSIGN_OR_RETURN(layer.o, PackColumns(ops, ckpt, n("self_attn.o_proj.weight"), q0, q1));
+    std::vector<kernels::WeightView> gu(2);
+    OLMO_ASSIGN_OR_RETURN(gu[0], RowSlice(ckpt, n("mlp.gate_proj.weight"), inter.begin, inter.end));
+    OLMO_ASSIGN_OR_RETURN(gu[1], RowSlice(ckpt, n("mlp.up_proj.weight"), inter.begin, inter.end));
+    OLMO_ASSIGN_OR_RETURN(layer.gate_up, PackViews(ops, gu));
+    OLMO_ASSIGN_OR_RETURN(layer.down, PackColumns(ops, ckpt, n("mlp.down_proj.weight"),
+                                                  inter.begin, inter.end));
+    OLMO_ASSIGN_OR_RETURN(std::vector<float> q_norm, Vector(ckpt, n("self_attn.q_norm.weight")));
+    OLMO_ASSIGN_OR_RETURN(std::vector<float> k_norm, Vector(ckpt, n("self_attn.k_norm.weight")));
+    layer.q_norm = SliceOf(q_norm, q0, q1);
+    layer.k_norm = SliceOf(k_norm, k0, k1);
     OLMO_ASSIGN_OR_RETURN(layer.post_attn_norm, Vector(ckpt, n("post_attention_layernorm.weight")));
     OLMO_ASSIGN_OR_RETURN(layer.post_ff_norm, Vector(ckpt, n("post_feedforward_layernorm.weight")));
     bool full = config.is_full(l);
@@ -89,34 +130,46 @@ absl::StatusOr<std::unique_ptr<Olmo3Model>> Olmo3Model::Load(
                  full ? "full" : "sliding", bytes / 1048576.0);
   }
   OLMO_ASSIGN_OR_RETURN(m->final_norm_, Vector(ckpt, names::FinalNorm()));
-  OLMO_ASSIGN_OR_RETURN(m->lm_head_, Pack(ops, ckpt, {names::LmHead()}));
+  {
+    std::vector<kernels::WeightView> head(1);
+    OLMO_ASSIGN_OR_RETURN(head[0], RowSlice(ckpt, names::LmHead(), vocab.begin, vocab.end));
+    OLMO_ASSIGN_OR_RETURN(m->lm_head_, PackViews(ops, head));
+  }
   m->weight_bytes_ += m->lm_head_->bytes();
   spdlog::info("model ready: {} layers, {:.1f} MiB of packed weights", total,
                m->weight_bytes_ / 1048576.0);
   return m;
 }
 
-void Olmo3Model::RunLayer(int64_t layer_index, const Layer& L, const ForwardBatch& b,
+absl::Status Olmo3Model::RunLayer(int64_t layer_index, const Layer& L, const ForwardBatch& b,
                           kv::KvCache* cache) {
   const ModelConfig& c = config_;
   const int64_t T = b.num_tokens();
-  const int64_t d = c.hidden_size, qw = c.q_width(), kw = c.kv_width();
+  const int64_t d = c.hidden_size, qw = nq_ * c.head_dim, kw = nkv_ * c.head_dim;
   const int64_t qkv_w = qw + 2 * kw;
   const float eps = static_cast<float>(c.rms_norm_eps);
   qkv_.resize(static_cast<size_t>(T * qkv_w));
   ops_->Matmul({x_.data(), T, L.qkv.get(), qkv_.data()});
 
-  // QK-norm over the full q (and k) width, as one partial sum of squares + scale (the TP form).
+  // QK-norm over the FULL q (and k) width: per-token partial sums of squares of this rank's
+  // slice, one all-reduce of [2, T] floats, then each rank scales its slice (never gather q/k).
+  // Replicated kv slices are counted once.
   float* q = qkv_.data();
   float* k = q + qw;
   float* v = k + kw;
-  sum_sq_.resize(static_cast<size_t>(T));
-  ops_->SumSquares({q, T, qw, qkv_w, sum_sq_.data()});
-  ops_->RmsScale({q, T, qw, qkv_w, sum_sq_.data(), L.q_norm.data(), qw, eps});
-  ops_->SumSquares({k, T, kw, qkv_w, sum_sq_.data()});
-  ops_->RmsScale({k, T, kw, qkv_w, sum_sq_.data(), L.k_norm.data(), kw, eps});
-  ops_->Rope({q, T, c.num_attention_heads, c.head_dim, qkv_w, b.positions.data(), L.rope});
-  ops_->Rope({k, T, c.num_key_value_heads, c.head_dim, qkv_w, b.positions.data(), L.rope});
+  sum_sq_.resize(static_cast<size_t>(2 * T));
+  float* q_sq = sum_sq_.data();
+  float* k_sq = q_sq + T;
+  ops_->SumSquares({q, T, qw, qkv_w, q_sq});
+  ops_->SumSquares({k, T, kw, qkv_w, k_sq});
+  if (kv_replication_ > 1) {
+    for (int64_t t = 0; t < T; ++t) k_sq[t] /= static_cast<float>(kv_replication_);
+  }
+  OLMO_RETURN_IF_ERROR(AllReduce(sum_sq_.data(), 2 * T));
+  ops_->RmsScale({q, T, qw, qkv_w, q_sq, L.q_norm.data(), c.q_width(), eps});
+  ops_->RmsScale({k, T, kw, qkv_w, k_sq, L.k_norm.data(), c.kv_width(), eps});
+  ops_->Rope({q, T, nq_, c.head_dim, qkv_w, b.positions.data(), L.rope});
+  ops_->Rope({k, T, nkv_, c.head_dim, qkv_w, b.positions.data(), L.rope});
 
   kernels::KvLayerView kv = cache->Layer(layer_index);
   ops_->KvWrite({k, v, qkv_w, qkv_w, T, b.slots[L.group].data(), kv});
@@ -126,7 +179,7 @@ void Olmo3Model::RunLayer(int64_t layer_index, const Layer& L, const ForwardBatc
   ap.q_stride = qkv_w;
   ap.out = attn_.data();
   ap.num_tokens = T;
-  ap.num_heads = c.num_attention_heads;
+  ap.num_heads = nq_;
   ap.positions = b.positions.data();
   ap.token_seq = b.token_seq.data();
   ap.block_tables = b.block_tables[L.group].data();
@@ -139,14 +192,22 @@ void Olmo3Model::RunLayer(int64_t layer_index, const Layer& L, const ForwardBatc
   // h = x + RMSNorm(o_proj(attn)); out = h + RMSNorm(mlp(h)).
   proj_.resize(static_cast<size_t>(T * d));
   ops_->Matmul({attn_.data(), T, L.o.get(), proj_.data()});
+  OLMO_RETURN_IF_ERROR(AllReduce(proj_.data(), T * d));  // row-parallel o_proj
   ops_->RmsNorm({proj_.data(), x_.data(), L.post_attn_norm.data(), x_.data(), T, d, eps});
-  const int64_t I = c.intermediate_size;
+  const int64_t I = inter_local_;
   gate_up_.resize(static_cast<size_t>(T * 2 * I));
   ops_->Matmul({x_.data(), T, L.gate_up.get(), gate_up_.data()});
   act_.resize(static_cast<size_t>(T * I));
   ops_->SwiGlu({gate_up_.data(), act_.data(), T, I});
   ops_->Matmul({act_.data(), T, L.down.get(), proj_.data()});
+  OLMO_RETURN_IF_ERROR(AllReduce(proj_.data(), T * d));  // row-parallel down_proj
   ops_->RmsNorm({proj_.data(), x_.data(), L.post_ff_norm.data(), x_.data(), T, d, eps});
+  return absl::OkStatus();
+}
+
+absl::Status Olmo3Model::AllReduce(float* data, int64_t n) {
+  if (tp_ == 1) return absl::OkStatus();
+  return tpc_->AllReduceSum(data, n);
 }
 
 absl::Status Olmo3Model::Forward(const ForwardBatch& b, kv::KvCache* cache,
@@ -165,9 +226,11 @@ absl::Status Olmo3Model::Forward(const ForwardBatch& b, kv::KvCache* cache,
     }
   }
   x_.resize(static_cast<size_t>(T * d));
-  ops_->Embedding({b.token_ids.data(), T, embedding_, 0, x_.data()});
+  // Vocab-parallel embedding: masked lookup of this rank's rows, then a sum over the group.
+  ops_->Embedding({b.token_ids.data(), T, embedding_, vocab_begin_, x_.data()});
+  OLMO_RETURN_IF_ERROR(AllReduce(x_.data(), T * d));
   for (int64_t l = layer_begin_; l < layer_end_; ++l) {
-    RunLayer(l, layers_[l - layer_begin_], b, cache);
+    OLMO_RETURN_IF_ERROR(RunLayer(l, layers_[l - layer_begin_], b, cache));
   }
   const int64_t R = static_cast<int64_t>(b.logit_rows.size());
   final_x_.resize(static_cast<size_t>(R * d));
@@ -177,7 +240,28 @@ absl::Status Olmo3Model::Forward(const ForwardBatch& b, kv::KvCache* cache,
   ops_->RmsNorm({final_x_.data(), nullptr, final_norm_.data(), final_x_.data(), R, d,
                  static_cast<float>(c.rms_norm_eps)});
   logits->resize(static_cast<size_t>(R * c.vocab_size));
-  ops_->Matmul({final_x_.data(), R, lm_head_.get(), logits->data()});
+  if (tp_ == 1) {
+    ops_->Matmul({final_x_.data(), R, lm_head_.get(), logits->data()});
+    return absl::OkStatus();
+  }
+  // Vocab-parallel lm_head: local logits [R, vocab_local] padded to the largest slice, gathered
+  // from every rank, reassembled as [R, vocab].
+  const int64_t vmax = vocab_slice_max_;
+  std::vector<float> local(static_cast<size_t>(R * vmax), 0.0f);
+  proj_.resize(static_cast<size_t>(R * vocab_local_));
+  ops_->Matmul({final_x_.data(), R, lm_head_.get(), proj_.data()});
+  for (int64_t r = 0; r < R; ++r) {
+    std::copy_n(proj_.data() + r * vocab_local_, vocab_local_, local.data() + r * vmax);
+  }
+  gathered_.resize(static_cast<size_t>(tp_ * R * vmax));
+  OLMO_RETURN_IF_ERROR(tpc_->AllGather(local.data(), R * vmax, gathered_.data()));
+  for (int rank = 0; rank < tp_; ++rank) {
+    const Slice vs = SplitEvenly(c.vocab_size, tp_, rank);
+    for (int64_t r = 0; r < R; ++r) {
+      std::copy_n(gathered_.data() + (rank * R + r) * vmax, vs.size(),
+                  logits->data() + r * c.vocab_size + vs.begin);
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -14,6 +14,7 @@
 #include "kernels/ops.h"
 #include "worker/checkpoint/checkpoint.h"
 #include "worker/kv/kv_cache.h"
+#include "worker/model/tp_collectives.h"
 
 namespace olmo::model {
 
@@ -23,6 +24,11 @@ struct ModelOptions {
   // The documented wrong placement (YaRN on sliding layers too, as transformers 5.0-5.12 do).
   // Off by default; exists so the choice is explicit and testable.
   bool yarn_on_all_layers = false;
+  // Tensor parallelism (Megatron layout, DESIGN.md §3): this rank holds q/k/v heads, the
+  // intermediate slice and the vocabulary slice of tp_rank; `collectives` joins the TP group.
+  int tp = 1;
+  int tp_rank = 0;
+  TpCollectives* collectives = nullptr;  // required when tp > 1
 };
 
 // One step's tokens, flattened. Row s of block_tables[g] is sequence s's table in KV group g.
@@ -50,6 +56,9 @@ class Olmo3Model {
   int64_t layer_end() const { return layer_end_; }
   // Weight bytes one step reads (all packed matrices; the embedding rows are negligible).
   int64_t weight_bytes() const { return weight_bytes_; }
+  // Heads this rank holds (local KV-cache shape).
+  int64_t local_q_heads() const { return nq_; }
+  int64_t local_kv_heads() const { return nkv_; }
 
   // Runs the batch through every layer of the model; writes f32 [logit_rows.size(), vocab] logits.
   absl::Status Forward(const ForwardBatch& batch, kv::KvCache* cache, std::vector<float>* logits);
@@ -67,8 +76,8 @@ class Olmo3Model {
   };
 
   Olmo3Model() = default;
-  void RunLayer(int64_t layer_index, const Layer& layer, const ForwardBatch& batch,
-                kv::KvCache* cache);
+  absl::Status RunLayer(int64_t layer_index, const Layer& layer, const ForwardBatch& batch,
+                        kv::KvCache* cache);
 
   ModelConfig config_;
   std::shared_ptr<const checkpoint::Checkpoint> checkpoint_;
@@ -82,7 +91,15 @@ class Olmo3Model {
   std::vector<Layer> layers_;
   int64_t weight_bytes_ = 0;
   // Workspaces, resized per step.
-  std::vector<float> x_, qkv_, attn_, proj_, gate_up_, act_, sum_sq_, final_x_;
+  std::vector<float> x_, qkv_, attn_, proj_, gate_up_, act_, sum_sq_, final_x_, gathered_;
+  // Tensor parallelism.
+  int tp_ = 1;
+  TpCollectives* tpc_ = nullptr;
+  int64_t nq_ = 0, nkv_ = 0;   // local heads
+  int64_t kv_replication_ = 1;
+  int64_t inter_local_ = 0;
+  int64_t vocab_begin_ = 0, vocab_local_ = 0, vocab_slice_max_ = 0;
+  absl::Status AllReduce(float* data, int64_t n);
 };
 
 }  // namespace olmo::model

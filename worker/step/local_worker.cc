@@ -22,7 +22,7 @@ absl::StatusOr<std::unique_ptr<LocalWorker>> LoadLocalWorker(const std::string& 
                         model::Olmo3Model::Load(w->config, w->checkpoint, w->ops.get(),
                                                 options.model));
   kv::KvCacheShape shape;
-  shape.kv_heads = w->config.num_key_value_heads;
+  shape.kv_heads = w->model->local_kv_heads();
   shape.head_dim = w->config.head_dim;
   shape.block_size = options.block_size;
   if (options.num_blocks > 0) {

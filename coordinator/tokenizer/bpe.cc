@@ -5,9 +5,14 @@
 namespace olmo::tokenizer {
 
 Bpe::Bpe(std::vector<std::string> token_bytes) : token_bytes_(std::move(token_bytes)) {
+  byte_ids_.fill(-1);
   by_bytes_.reserve(token_bytes_.size());
   for (size_t i = 0; i < token_bytes_.size(); ++i) {
-    if (!token_bytes_[i].empty()) by_bytes_.emplace(token_bytes_[i], static_cast<int32_t>(i));
+    if (token_bytes_[i].empty()) continue;
+    auto [it, inserted] = by_bytes_.emplace(token_bytes_[i], static_cast<int32_t>(i));
+    if (inserted && token_bytes_[i].size() == 1) {
+      byte_ids_[static_cast<unsigned char>(token_bytes_[i][0])] = static_cast<int32_t>(i);
+    }
   }
 }
 
@@ -19,6 +24,7 @@ void Bpe::AddMerge(int32_t a, int32_t b, int32_t rank) {
 }
 
 int32_t Bpe::Find(std::string_view bytes) const {
+  if (bytes.size() == 1) return byte_ids_[static_cast<unsigned char>(bytes[0])];
   auto it = by_bytes_.find(absl::string_view(bytes.data(), bytes.size()));
   return it == by_bytes_.end() ? -1 : it->second;
 }
@@ -57,7 +63,8 @@ void Bpe::Encode(std::string_view piece, std::vector<int32_t>* out) const {
     int prev, next;
     uint32_t version;
   };
-  std::vector<Sym> s(n);
+  thread_local std::vector<Sym> s;  // scratch reused across pieces (no per-piece allocation)
+  s.resize(n);
   for (size_t i = 0; i < n; ++i) {
     s[i] = {i, 1, Find(piece.substr(i, 1)), static_cast<int>(i) - 1,
             i + 1 < n ? static_cast<int>(i + 1) : -1, 0};

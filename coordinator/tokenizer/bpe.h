@@ -4,6 +4,7 @@
 // heap and lazy invalidation, so long pieces stay fast.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -36,6 +37,7 @@ class Bpe {
             int32_t b_id, int64_t* priority, int32_t* merged) const;
 
   std::vector<std::string> token_bytes_;
+  std::array<int32_t, 256> byte_ids_;  // id of each single byte (-1: none)
   absl::flat_hash_map<std::string, int32_t> by_bytes_;
   absl::flat_hash_map<uint64_t, std::pair<int32_t, int32_t>> merges_;  // (a,b) -> (rank, id)
 };

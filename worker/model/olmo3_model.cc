@@ -92,8 +92,10 @@ absl::StatusOr<std::unique_ptr<Olmo3Model>> Olmo3Model::Load(
   m->rope_sliding_ = kernels::MakeRopeTable(
       options.yarn_on_all_layers ? config.rope_full : config.rope_sliding, config.head_dim);
 
-  OLMO_ASSIGN_OR_RETURN(m->embedding_,
-                        RowSlice(ckpt, names::Embedding(), vocab.begin, vocab.end));
+  if (m->is_first_stage()) {
+    OLMO_ASSIGN_OR_RETURN(m->embedding_,
+                          RowSlice(ckpt, names::Embedding(), vocab.begin, vocab.end));
+  }
   int64_t total = m->layer_end_ - m->layer_begin_;
   for (int64_t l = m->layer_begin_; l < m->layer_end_; ++l) {
     Layer layer;
@@ -129,13 +131,13 @@ absl::StatusOr<std::unique_ptr<Olmo3Model>> Olmo3Model::Load(
     spdlog::info("loaded layer {}/{} ({}, {:.1f} MiB)", l - m->layer_begin_ + 1, total,
                  full ? "full" : "sliding", bytes / 1048576.0);
   }
-  OLMO_ASSIGN_OR_RETURN(m->final_norm_, Vector(ckpt, names::FinalNorm()));
-  {
+  if (m->is_last_stage()) {
+    OLMO_ASSIGN_OR_RETURN(m->final_norm_, Vector(ckpt, names::FinalNorm()));
     std::vector<kernels::WeightView> head(1);
     OLMO_ASSIGN_OR_RETURN(head[0], RowSlice(ckpt, names::LmHead(), vocab.begin, vocab.end));
     OLMO_ASSIGN_OR_RETURN(m->lm_head_, PackViews(ops, head));
+    m->weight_bytes_ += m->lm_head_->bytes();
   }
-  m->weight_bytes_ += m->lm_head_->bytes();
   spdlog::info("model ready: {} layers, {:.1f} MiB of packed weights", total,
                m->weight_bytes_ / 1048576.0);
   return m;
@@ -212,26 +214,44 @@ absl::Status Olmo3Model::AllReduce(float* data, int64_t n) {
 
 absl::Status Olmo3Model::Forward(const ForwardBatch& b, kv::KvCache* cache,
                                  std::vector<float>* logits) {
+  if (!is_first_stage() || !is_last_stage()) {
+    return absl::FailedPreconditionError("Forward needs every layer; use ForwardStage");
+  }
+  return ForwardStage(b, cache, nullptr, logits);
+}
+
+absl::Status Olmo3Model::ForwardStage(const ForwardBatch& b, kv::KvCache* cache,
+                                      const float* hidden_in, std::vector<float>* out) {
   const ModelConfig& c = config_;
   const int64_t T = b.num_tokens();
   const int64_t d = c.hidden_size;
   if (T == 0) {
-    logits->clear();
+    out->clear();
     return absl::OkStatus();
   }
-  for (int32_t id : b.token_ids) {
-    if (id < 0 || id >= c.vocab_size) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("token id %d is outside the vocabulary [0, %d)", id, c.vocab_size));
-    }
-  }
   x_.resize(static_cast<size_t>(T * d));
-  // Vocab-parallel embedding: masked lookup of this rank's rows, then a sum over the group.
-  ops_->Embedding({b.token_ids.data(), T, embedding_, vocab_begin_, x_.data()});
-  OLMO_RETURN_IF_ERROR(AllReduce(x_.data(), T * d));
+  if (is_first_stage()) {
+    for (int32_t id : b.token_ids) {
+      if (id < 0 || id >= c.vocab_size) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("token id %d is outside the vocabulary [0, %d)", id, c.vocab_size));
+      }
+    }
+    // Vocab-parallel embedding: masked lookup of this rank's rows, then a sum over the group.
+    ops_->Embedding({b.token_ids.data(), T, embedding_, vocab_begin_, x_.data()});
+    OLMO_RETURN_IF_ERROR(AllReduce(x_.data(), T * d));
+  } else {
+    if (hidden_in == nullptr) return absl::InvalidArgumentError("stage needs input hidden states");
+    std::copy_n(hidden_in, T * d, x_.data());
+  }
   for (int64_t l = layer_begin_; l < layer_end_; ++l) {
     OLMO_RETURN_IF_ERROR(RunLayer(l, layers_[l - layer_begin_], b, cache));
   }
+  if (!is_last_stage()) {
+    out->assign(x_.begin(), x_.end());
+    return absl::OkStatus();
+  }
+  std::vector<float>* logits = out;
   const int64_t R = static_cast<int64_t>(b.logit_rows.size());
   final_x_.resize(static_cast<size_t>(R * d));
   for (int64_t r = 0; r < R; ++r) {

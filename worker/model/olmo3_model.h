@@ -60,8 +60,17 @@ class Olmo3Model {
   int64_t local_q_heads() const { return nq_; }
   int64_t local_kv_heads() const { return nkv_; }
 
+  bool is_first_stage() const { return layer_begin_ == 0; }
+  bool is_last_stage() const { return layer_end_ == config_.num_hidden_layers; }
+
   // Runs the batch through every layer of the model; writes f32 [logit_rows.size(), vocab] logits.
   absl::Status Forward(const ForwardBatch& batch, kv::KvCache* cache, std::vector<float>* logits);
+  // One pipeline stage: the first stage embeds batch.token_ids, later stages take hidden_in
+  // (f32 [num_tokens, hidden], the previous stage's output). Non-last stages write their output
+  // hidden states f32 [num_tokens, hidden] to `out`; the last stage writes logits
+  // f32 [logit_rows.size(), vocab].
+  absl::Status ForwardStage(const ForwardBatch& batch, kv::KvCache* cache, const float* hidden_in,
+                            std::vector<float>* out);
 
  private:
   struct Layer {

@@ -16,6 +16,15 @@ StepRunner::StepRunner(model::Olmo3Model* model, std::unique_ptr<kv::KvCache> ca
 }
 
 absl::StatusOr<StepResult> StepRunner::Execute(const StepPlan& plan) {
+  return ExecuteStage(plan, nullptr, nullptr);
+}
+
+absl::StatusOr<StepResult> StepRunner::ExecuteStage(const StepPlan& plan, const float* hidden_in,
+                                                    std::vector<float>* hidden_out) {
+  const bool last = model_->is_last_stage();
+  if (!last && hidden_out == nullptr) {
+    return absl::FailedPreconditionError("a non-last pipeline stage needs an output buffer");
+  }
   auto t0 = std::chrono::steady_clock::now();
   StepResult result;
   result.step_id = plan.step_id;
@@ -33,10 +42,14 @@ absl::StatusOr<StepResult> StepRunner::Execute(const StepPlan& plan) {
   for (const SeqStep& st : plan.seqs) {
     SeqState& s = seqs_[st.seq_id];
     if (st.sampling.has_value()) {
-      s.sampling = std::make_unique<sampler::SequenceState>(*st.sampling, st.num_prompt_tokens,
-                                                            vocab);
+      s.admitted = true;
+      // Only the last stage samples, so only it keeps sampling state and token counts.
+      if (last) {
+        s.sampling = std::make_unique<sampler::SequenceState>(*st.sampling, st.num_prompt_tokens,
+                                                              vocab);
+      }
     }
-    if (s.sampling == nullptr) {
+    if (!s.admitted) {
       return absl::FailedPreconditionError(absl::StrFormat(
           "step %d: sequence %d appears without sampling parameters", plan.step_id, st.seq_id));
     }
@@ -74,12 +87,18 @@ absl::StatusOr<StepResult> StepRunner::Execute(const StepPlan& plan) {
       }
     }
     if (st.sample) b.logit_rows.push_back(static_cast<int32_t>(b.token_ids.size() - 1));
-    s.sampling->Observe(st.token_ids, st.start_pos);
+    if (last) s.sampling->Observe(st.token_ids, st.start_pos);
   }
 
-  absl::Status status = model_->Forward(b, cache_.get(), &logits_);
+  absl::Status status =
+      model_->ForwardStage(b, cache_.get(), hidden_in, last ? &logits_ : hidden_out);
   if (!status.ok()) {
     result.status = status;
+    return result;
+  }
+  if (!last) {
+    result.step_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return result;
   }
   size_t row = 0;

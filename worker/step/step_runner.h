@@ -22,6 +22,11 @@ class StepRunner final : public StepExecutor {
 
   const ExecutorInfo& info() const override { return info_; }
   absl::StatusOr<StepResult> Execute(const StepPlan& plan) override;
+  // One pipeline stage of the plan: hidden_in is the previous stage's output (null on the first
+  // stage); a non-last stage writes its output hidden states f32 [num_tokens, hidden] to
+  // hidden_out and returns a result without sequences; the last stage samples.
+  absl::StatusOr<StepResult> ExecuteStage(const StepPlan& plan, const float* hidden_in,
+                                          std::vector<float>* hidden_out);
 
   // Forgets every sequence and expects step 0 next (a new engine attaches). The KV bytes stay;
   // block ids are reassigned by the new engine.
@@ -36,6 +41,7 @@ class StepRunner final : public StepExecutor {
  private:
   struct SeqState {
     int32_t epoch = 0;
+    bool admitted = false;
     std::array<std::vector<int32_t>, kNumKvGroups> tables;
     std::unique_ptr<sampler::SequenceState> sampling;
   };

@@ -139,6 +139,11 @@ Engine:
   --threads N              compute threads (default: all cores)
   --matmul blas            use f32 panels + OpenBLAS sgemm instead of the packed BF16 kernel
                            (faster prefill, not batch-invariant)
+Parallel (launch tp x pp ranks with mpirun; rank 0 prints, see deploy/local/mpirun.sh):
+  --tp N                   tensor-parallel ranks per pipeline stage (default 1)
+  --pp N                   pipeline stages (default 1)
+  --watchdog-seconds S     a rank stuck in a collective this long aborts the whole group
+                           (default 300; 0 disables)
   --help                   this text
 
 Output: one JSON object per prompt on stdout, in input order:
@@ -194,6 +199,9 @@ absl::StatusOr<GenerateArgs> ParseGenerateArgs(int argc, char** argv) {
     else if (flag == "--block-size") { OLMO_ASSIGN_OR_RETURN(args.block_size, ParseNumber<int64_t>(flag, v)); }
     else if (flag == "--kv-cache-mib") { OLMO_ASSIGN_OR_RETURN(args.kv_cache_mib, ParseNumber<int64_t>(flag, v)); }
     else if (flag == "--threads") { OLMO_ASSIGN_OR_RETURN(args.threads, ParseNumber<int>(flag, v)); }
+    else if (flag == "--tp") { OLMO_ASSIGN_OR_RETURN(args.tp, ParseNumber<int>(flag, v)); }
+    else if (flag == "--pp") { OLMO_ASSIGN_OR_RETURN(args.pp, ParseNumber<int>(flag, v)); }
+    else if (flag == "--watchdog-seconds") { OLMO_ASSIGN_OR_RETURN(args.watchdog_s, ParseNumber<double>(flag, v)); }
     else if (flag == "--matmul") {
       if (v != "blas" && v != "packed") return absl::InvalidArgumentError("--matmul: expected packed or blas");
       args.blas_matmul = v == "blas";
@@ -209,6 +217,7 @@ absl::StatusOr<GenerateArgs> ParseGenerateArgs(int argc, char** argv) {
   if (args.block_size < 1) return absl::InvalidArgumentError("--block-size: must be >= 1");
   if (args.kv_cache_mib < 0) return absl::InvalidArgumentError("--kv-cache-mib: must be >= 0");
   if (args.threads < 0) return absl::InvalidArgumentError("--threads: must be >= 0");
+  if (args.tp < 1 || args.pp < 1) return absl::InvalidArgumentError("--tp and --pp: must be >= 1");
   if (prompt_ids.has_value()) {
     PromptSpec p = defaults;
     OLMO_ASSIGN_OR_RETURN(p.prompt_ids, ParseIdList(*prompt_ids));

@@ -1,14 +1,20 @@
-// olmo-generate: offline generation over the engine and the in-process worker (see --help).
+// olmo-generate: offline generation over the engine, on one process or on a tp x pp worker group
+// under mpirun (rank 0 prints). See --help.
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <map>
+#include <thread>
 
 #include "absl/strings/str_format.h"
+#include "common/parallel_config.h"
 #include "coordinator/engine/engine.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 #include "tools/olmo-generate/generate_args.h"
+#include "worker/comm/mpi_comm.h"
+#include "worker/step/group_runner.h"
 #include "worker/step/local_worker.h"
 
 namespace {
@@ -20,70 +26,72 @@ struct Output {
   std::string finish_reason;
 };
 
+// Under mpirun every rank parses the same arguments; only rank 0 reports errors found before
+// MPI starts, so a bad argument is printed once.
+bool QuietRank() {
+  for (const char* var : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID"}) {
+    const char* v = std::getenv(var);
+    if (v != nullptr) return std::string(v) != "0";
+  }
+  return false;
+}
+
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "olmo-generate: error: %s\n", std::string(status.message()).c_str());
   return 1;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  spdlog::set_default_logger(spdlog::stderr_color_mt("olmo"));
-  absl::StatusOr<olmo::tools::GenerateArgs> args = olmo::tools::ParseGenerateArgs(argc, argv);
-  if (!args.ok()) return Fail(args.status());
-  if (args->help) {
-    std::fputs(olmo::tools::GenerateUsage().c_str(), stdout);
-    return 0;
-  }
-
-  // Config first: bad prompts fail before the weights load, and the KV cache is sized from it.
-  absl::StatusOr<olmo::ModelConfig> config_or = olmo::ModelConfig::Load(args->model_dir);
-  if (!config_or.ok()) return Fail(config_or.status());
-  const int64_t max_len = config_or->max_position_embeddings;
-  for (size_t i = 0; i < args->prompts.size(); ++i) {
-    const auto& p = args->prompts[i];
+// Prompt checks against the config, before any weight is loaded.
+absl::Status CheckPrompts(const olmo::tools::GenerateArgs& args, const olmo::ModelConfig& config) {
+  for (size_t i = 0; i < args.prompts.size(); ++i) {
+    const auto& p = args.prompts[i];
     for (int32_t id : p.prompt_ids) {
-      if (id >= config_or->vocab_size) {
-        return Fail(absl::InvalidArgumentError(absl::StrFormat(
-            "prompt %d: token id %d is outside the vocabulary [0, %d)", i, id,
-            config_or->vocab_size)));
+      if (id >= config.vocab_size) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "prompt %d: token id %d is outside the vocabulary [0, %d)", i, id, config.vocab_size));
       }
     }
-    if (static_cast<int64_t>(p.prompt_ids.size()) + p.max_tokens > max_len) {
-      return Fail(absl::InvalidArgumentError(absl::StrFormat(
+    if (static_cast<int64_t>(p.prompt_ids.size()) + p.max_tokens > config.max_position_embeddings) {
+      return absl::InvalidArgumentError(absl::StrFormat(
           "prompt %d: max_tokens: prompt (%d tokens) + max_tokens (%d) exceeds max_model_len %d",
-          i, p.prompt_ids.size(), p.max_tokens, max_len)));
+          i, p.prompt_ids.size(), p.max_tokens, config.max_position_embeddings));
     }
   }
+  return absl::OkStatus();
+}
 
-  olmo::step::LocalWorkerOptions wopts;
-  wopts.block_size = args->block_size;
-  wopts.ops.num_threads = args->threads;
-  wopts.ops.matmul_path =
-      args->blas_matmul ? olmo::kernels::MatmulPath::kBlas : olmo::kernels::MatmulPath::kPacked;
-  if (args->kv_cache_mib > 0) {
-    wopts.kv_cache_bytes = args->kv_cache_mib << 20;
+olmo::step::LocalWorkerOptions WorkerOptions(const olmo::tools::GenerateArgs& args, int ranks) {
+  olmo::step::LocalWorkerOptions o;
+  o.block_size = args.block_size;
+  // One compute thread per core per local rank.
+  int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  o.ops.num_threads = args.threads > 0 ? args.threads : std::max(1, cores / ranks);
+  o.ops.matmul_path =
+      args.blas_matmul ? olmo::kernels::MatmulPath::kBlas : olmo::kernels::MatmulPath::kPacked;
+  if (args.kv_cache_mib > 0) {
+    o.kv_cache_bytes = args.kv_cache_mib << 20;
   } else {
     int64_t blocks = 0;
-    for (const auto& p : args->prompts) {
-      blocks += (static_cast<int64_t>(p.prompt_ids.size()) + p.max_tokens + args->block_size - 1) /
-                args->block_size;
+    for (const auto& p : args.prompts) {
+      blocks += (static_cast<int64_t>(p.prompt_ids.size()) + p.max_tokens + args.block_size - 1) /
+                args.block_size;
     }
-    wopts.num_blocks = blocks;
+    o.num_blocks = blocks;
   }
-  auto worker = olmo::step::LoadLocalWorker(args->model_dir, wopts);
-  if (!worker.ok()) return Fail(worker.status());
-  const olmo::ModelConfig& config = (*worker)->config;
+  return o;
+}
 
+// Runs every prompt to completion on `executor` and prints one JSON line per prompt.
+int Generate(const olmo::tools::GenerateArgs& args, const olmo::ModelConfig& config,
+             olmo::StepExecutor* executor) {
   olmo::engine::SchedulerConfig sconf;
-  sconf.max_tokens_per_step = args->max_batch_tokens;
+  sconf.max_tokens_per_step = args.max_batch_tokens;
   sconf.max_seqs = 1 << 20;
   sconf.max_model_len = config.max_position_embeddings;
-  olmo::engine::Engine engine((*worker)->runner.get(), sconf);
-
-  std::vector<Output> outputs(args->prompts.size());
-  for (size_t i = 0; i < args->prompts.size(); ++i) {
-    const auto& p = args->prompts[i];
+  olmo::engine::Engine engine(executor, sconf);
+  std::vector<Output> outputs(args.prompts.size());
+  for (size_t i = 0; i < args.prompts.size(); ++i) {
+    const auto& p = args.prompts[i];
     olmo::engine::Request r;
     r.seq_id = static_cast<int64_t>(i);
     r.prompt_ids = p.prompt_ids;
@@ -115,7 +123,7 @@ int main(int argc, char** argv) {
                stats.chunked_prefills, stats.preemptions);
   for (size_t i = 0; i < outputs.size(); ++i) {
     nlohmann::ordered_json j;
-    j["prompt_ids"] = args->prompts[i].prompt_ids;
+    j["prompt_ids"] = args.prompts[i].prompt_ids;
     j["token_ids"] = outputs[i].token_ids;
     j["logprobs"] = outputs[i].logprobs;
     nlohmann::ordered_json tops = nlohmann::ordered_json::array();
@@ -129,4 +137,70 @@ int main(int argc, char** argv) {
     std::cout << j.dump() << "\n";
   }
   return 0;
+}
+
+// A worker group under mpirun: every rank loads its slice; rank 0 leads, the others serve.
+int RunGroup(int* argc, char*** argv, const olmo::tools::GenerateArgs& args,
+             const olmo::ModelConfig& config) {
+  auto env = olmo::comm::MpiEnvironment::Create(argc, argv);
+  if (!env.ok()) return Fail(env.status());
+  const int rank = (*env)->world_rank();
+  auto fail_once = [&](const absl::Status& st) { return rank == 0 ? Fail(st) : 1; };
+  auto pc = olmo::ParallelConfig::Make(args.tp, args.pp, rank, (*env)->world_size(), config);
+  if (!pc.ok()) return fail_once(pc.status());
+  olmo::comm::MpiCommOptions copts;
+  copts.watchdog_timeout_s = args.watchdog_s;
+  auto comms = olmo::comm::MakeGroupComms(*pc, copts);
+  if (!comms.ok()) return Fail(comms.status());
+  const auto stages = olmo::ParallelConfig::SplitStages(config, args.pp);
+  olmo::step::LocalWorkerOptions o = WorkerOptions(args, pc->world_size());
+  o.model.tp = pc->tp;
+  o.model.tp_rank = pc->tp_rank();
+  o.model.collectives = comms->tp.get();
+  o.model.layer_begin = stages[pc->pp_rank()].layer_begin;
+  o.model.layer_end = stages[pc->pp_rank()].layer_end;
+  if (rank != 0) spdlog::set_level(spdlog::level::warn);
+  auto worker = olmo::step::LoadLocalWorker(args.model_dir, o);
+  // Every rank learns whether every rank loaded; the lowest failing rank prints its error once.
+  std::vector<int32_t> ok(static_cast<size_t>(pc->world_size()));
+  int32_t mine = worker.ok() ? 1 : 0;
+  absl::Status gathered = comms->world->AllGather(&mine, sizeof(mine), ok.data());
+  if (!gathered.ok()) return Fail(gathered);
+  for (int r = 0; r < pc->world_size(); ++r) {
+    if (ok[r] == 0) return r == rank ? Fail(worker.status()) : 1;
+  }
+  olmo::step::GroupRunner group((*worker)->runner.get(), *pc, comms->world.get(),
+                                comms->pp.get(), config.hidden_size);
+  if (rank != 0) {
+    absl::Status st = group.Serve();
+    return st.ok() ? 0 : Fail(st);
+  }
+  spdlog::info("worker group: tp {} x pp {} ({} ranks)", pc->tp, pc->pp, pc->world_size());
+  olmo::step::GroupExecutor executor(&group, (*worker)->runner->info());
+  int rc = Generate(args, config, &executor);
+  absl::Status st = group.Shutdown();
+  if (!st.ok() && rc == 0) return Fail(st);
+  return rc;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  spdlog::set_default_logger(spdlog::stderr_color_mt("olmo"));
+  absl::StatusOr<olmo::tools::GenerateArgs> args = olmo::tools::ParseGenerateArgs(argc, argv);
+  if (!args.ok()) return QuietRank() ? 1 : Fail(args.status());
+  if (args->help) {
+    std::fputs(olmo::tools::GenerateUsage().c_str(), stdout);
+    return 0;
+  }
+  // Config first: bad prompts fail before the weights load, and the KV cache is sized from it.
+  absl::StatusOr<olmo::ModelConfig> config = olmo::ModelConfig::Load(args->model_dir);
+  const bool quiet = args->tp * args->pp > 1 && QuietRank();
+  if (!config.ok()) return quiet ? 1 : Fail(config.status());
+  if (absl::Status st = CheckPrompts(*args, *config); !st.ok()) return quiet ? 1 : Fail(st);
+  if (args->tp * args->pp > 1) return RunGroup(&argc, &argv, *args, *config);
+
+  auto worker = olmo::step::LoadLocalWorker(args->model_dir, WorkerOptions(*args, 1));
+  if (!worker.ok()) return Fail(worker.status());
+  return Generate(*args, *config, (*worker)->runner.get());
 }

@@ -274,7 +274,8 @@ absl::Status Olmo3Model::ForwardStage(const ForwardBatch& b, kv::KvCache* cache,
     std::copy_n(proj_.data() + r * vocab_local_, vocab_local_, local.data() + r * vmax);
   }
   gathered_.resize(static_cast<size_t>(tp_ * R * vmax));
-  OLMO_RETURN_IF_ERROR(tpc_->AllGather(local.data(), R * vmax, gathered_.data()));
+  OLMO_RETURN_IF_ERROR(tpc_->AllGather(local.data(), R * vmax * static_cast<int64_t>(sizeof(float)),
+                                       gathered_.data()));
   for (int rank = 0; rank < tp_; ++rank) {
     const Slice vs = SplitEvenly(c.vocab_size, tp_, rank);
     for (int64_t r = 0; r < R; ++r) {

@@ -14,7 +14,7 @@
 #include "kernels/ops.h"
 #include "worker/checkpoint/checkpoint.h"
 #include "worker/kv/kv_cache.h"
-#include "worker/model/tp_collectives.h"
+#include "worker/comm/comm.h"
 
 namespace olmo::model {
 
@@ -28,7 +28,7 @@ struct ModelOptions {
   // intermediate slice and the vocabulary slice of tp_rank; `collectives` joins the TP group.
   int tp = 1;
   int tp_rank = 0;
-  TpCollectives* collectives = nullptr;  // required when tp > 1
+  comm::Comm* collectives = nullptr;  // this stage's TP group; required when tp > 1
 };
 
 // One step's tokens, flattened. Row s of block_tables[g] is sequence s's table in KV group g.
@@ -103,7 +103,7 @@ class Olmo3Model {
   std::vector<float> x_, qkv_, attn_, proj_, gate_up_, act_, sum_sq_, final_x_, gathered_;
   // Tensor parallelism.
   int tp_ = 1;
-  TpCollectives* tpc_ = nullptr;
+  comm::Comm* tpc_ = nullptr;
   int64_t nq_ = 0, nkv_ = 0;   // local heads
   int64_t kv_replication_ = 1;
   int64_t inter_local_ = 0;

@@ -8,7 +8,7 @@
 #include "common/parallel_config.h"
 #include "coordinator/engine/engine.h"
 #include "model_test_util.h"
-#include "worker/model/tp_collectives.h"
+#include "worker/comm/comm.h"
 
 namespace olmo::testing {
 namespace {
@@ -21,11 +21,21 @@ struct ThreadGroup {
   std::vector<std::vector<float>> slots;
 };
 
-class ThreadCollectives final : public model::TpCollectives {
+// Only what the model uses (all-reduce, all-gather) is implemented; the rest is not needed by
+// TP math and reports Unimplemented.
+class ThreadCollectives final : public comm::Comm {
  public:
   ThreadCollectives(ThreadGroup* g, int rank) : g_(g), rank_(rank) {}
   int rank() const override { return rank_; }
   int size() const override { return g_->size; }
+  comm::MemorySpace memory_space() const override { return comm::MemorySpace::kHost; }
+  absl::Status Broadcast(void*, int64_t, int) override { return Unimplemented(); }
+  absl::Status Send(const void*, int64_t, int, int) override { return Unimplemented(); }
+  absl::Status Recv(void*, int64_t, int, int) override { return Unimplemented(); }
+  absl::Status Barrier() override {
+    g_->barrier.arrive_and_wait();
+    return absl::OkStatus();
+  }
   absl::Status AllReduceSum(float* data, int64_t n) override {
     g_->slots[rank_].assign(data, data + n);
     g_->barrier.arrive_and_wait();
@@ -37,15 +47,22 @@ class ThreadCollectives final : public model::TpCollectives {
     g_->barrier.arrive_and_wait();
     return absl::OkStatus();
   }
-  absl::Status AllGather(const float* send, int64_t n, float* recv) override {
-    g_->slots[rank_].assign(send, send + n);
+  absl::Status AllGather(const void* send, int64_t bytes, void* recv) override {
+    const int64_t n = bytes / static_cast<int64_t>(sizeof(float));
+    const float* s = static_cast<const float*>(send);
+    g_->slots[rank_].assign(s, s + n);
     g_->barrier.arrive_and_wait();
-    for (int r = 0; r < g_->size; ++r) std::copy_n(g_->slots[r].data(), n, recv + r * n);
+    for (int r = 0; r < g_->size; ++r) {
+      std::copy_n(g_->slots[r].data(), n, static_cast<float*>(recv) + r * n);
+    }
     g_->barrier.arrive_and_wait();
     return absl::OkStatus();
   }
 
  private:
+  static absl::Status Unimplemented() {
+    return absl::UnimplementedError("not used by tensor-parallel math");
+  }
   ThreadGroup* g_;
   int rank_;
 };

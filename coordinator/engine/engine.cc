@@ -20,15 +20,30 @@ Engine::Engine(StepExecutor* executor, SchedulerConfig config)
 }
 
 absl::StatusOr<std::vector<SeqUpdate>> Engine::Step() {
-  StepPlan plan = scheduler_->Schedule();
-  if (plan.seqs.empty() && scheduler_->HasWork() && scheduler_->num_running() == 0) {
+  const int limit = std::max(1, executor_->max_in_flight());
+  while (static_cast<int>(in_flight_.size()) < limit) {
+    StepPlan plan = scheduler_->Schedule();
+    if (Scheduler::IsEmpty(plan)) break;
+    absl::Status st = executor_->Submit(plan);
+    if (!st.ok()) return st;
+    in_flight_.push_back(std::move(plan));
+    max_in_flight_seen_ = std::max(max_in_flight_seen_, static_cast<int>(in_flight_.size()));
+  }
+  if (in_flight_.empty()) {
+    if (!scheduler_->HasWork()) return std::vector<SeqUpdate>{};
     return absl::ResourceExhaustedError(absl::StrFormat(
         "no waiting request fits the KV cache (%d blocks of %d tokens)",
         blocks_->num_blocks(kKvGroupFull), blocks_->block_size()));
   }
-  absl::StatusOr<StepResult> result = executor_->Execute(plan);
+  absl::StatusOr<StepResult> result = executor_->Collect();
   if (!result.ok()) return result.status();
   if (!result->status.ok()) return result->status;
+  StepPlan plan = std::move(in_flight_.front());
+  in_flight_.pop_front();
+  if (result->step_id != plan.step_id) {
+    return absl::InternalError(absl::StrFormat("result of step %d arrived while expecting %d",
+                                               result->step_id, plan.step_id));
+  }
   return scheduler_->OnResult(plan, *result);
 }
 

@@ -3,6 +3,7 @@
 // same engine on its scheduler thread.
 #pragma once
 
+#include <deque>
 #include <memory>
 #include <vector>
 
@@ -21,9 +22,13 @@ class Engine {
 
   absl::Status Add(const Request& request) { return scheduler_->Add(request); }
   void Abort(int64_t seq_id) { scheduler_->Abort(seq_id); }
-  bool HasWork() const { return scheduler_->HasWork(); }
-  // Runs one step. An executor failure or a model error is returned as the status.
+  bool HasWork() const { return scheduler_->HasWork() || !in_flight_.empty(); }
+  // Submits plans until the executor's max_in_flight() are outstanding (disjoint sequences), then
+  // collects the oldest result and applies it. An executor failure or a model error is returned
+  // as the status.
   absl::StatusOr<std::vector<SeqUpdate>> Step();
+  // Most steps that were in flight at once so far (a pipeline of pp stages reaches up to pp).
+  int max_in_flight_seen() const { return max_in_flight_seen_; }
 
   const Scheduler& scheduler() const { return *scheduler_; }
   const BlockManager& blocks() const { return *blocks_; }
@@ -34,6 +39,8 @@ class Engine {
   SchedulerConfig config_;
   std::unique_ptr<BlockManager> blocks_;
   std::unique_ptr<Scheduler> scheduler_;
+  std::deque<StepPlan> in_flight_;
+  int max_in_flight_seen_ = 0;
 };
 
 }  // namespace olmo::engine

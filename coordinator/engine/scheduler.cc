@@ -54,7 +54,7 @@ void Scheduler::Abort(int64_t seq_id) {
 bool Scheduler::Preempt(int64_t exclude_seq_id, StepPlan* plan) {
   for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
     int64_t id = *it;
-    if (id == exclude_seq_id) continue;
+    if (id == exclude_seq_id || seqs_.at(id).in_flight) continue;
     bool planned = std::any_of(plan->seqs.begin(), plan->seqs.end(),
                                [&](const SeqStep& st) { return st.seq_id == id; });
     if (planned) continue;
@@ -78,7 +78,7 @@ bool Scheduler::Preempt(int64_t exclude_seq_id, StepPlan* plan) {
 
 StepPlan Scheduler::Schedule() {
   StepPlan plan;
-  plan.step_id = next_step_id_++;
+  plan.step_id = next_step_id_;
   plan.free_seq_ids = std::move(pending_free_);
   pending_free_.clear();
   int64_t budget = config_.max_tokens_per_step;
@@ -86,6 +86,7 @@ StepPlan Scheduler::Schedule() {
   // Schedules the next chunk of `id`; false when it does not fit (budget or blocks).
   auto try_schedule = [&](int64_t id) -> bool {
     Sequence& s = seqs_.at(id);
+    if (s.in_flight) return false;
     int64_t remaining = static_cast<int64_t>(s.tokens.size()) - s.num_computed;
     int64_t n = std::min(remaining, budget);
     if (n <= 0) return false;
@@ -103,6 +104,7 @@ StepPlan Scheduler::Schedule() {
       s.needs_reset = false;
     }
     if (!st.sample) ++stats_.chunked_prefills;
+    s.in_flight = true;
     budget -= n;
     plan.seqs.push_back(std::move(st));
     return true;
@@ -116,6 +118,7 @@ StepPlan Scheduler::Schedule() {
       if (!seqs_.count(id)) continue;
       if (std::find(running_.begin(), running_.end(), id) == running_.end()) continue;
       const Sequence& s = seqs_.at(id);
+      if (s.in_flight) continue;
       bool is_decode = static_cast<int64_t>(s.tokens.size()) - s.num_computed == 1;
       if (is_decode != (pass == 0)) continue;
       if (budget <= 0) break;
@@ -132,6 +135,8 @@ StepPlan Scheduler::Schedule() {
     waiting_.pop_front();
     running_.push_back(id);
   }
+  if (IsEmpty(plan)) return plan;
+  ++next_step_id_;
   stats_.scheduled_tokens += config_.max_tokens_per_step - budget;
   ++stats_.steps;
   return plan;
@@ -149,6 +154,7 @@ std::vector<SeqUpdate> Scheduler::OnResult(const StepPlan& plan, const StepResul
     auto it = seqs_.find(st.seq_id);
     if (it == seqs_.end() || it->second.epoch != st.epoch) continue;  // aborted or preempted
     Sequence& s = it->second;
+    s.in_flight = false;
     s.num_computed += static_cast<int64_t>(st.token_ids.size());
     if (!st.sample || res == nullptr) continue;
     s.tokens.push_back(res->token_id);

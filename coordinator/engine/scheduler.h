@@ -65,10 +65,14 @@ class Scheduler {
   int64_t num_running() const { return static_cast<int64_t>(running_.size()); }
 
   // The next step: running decodes first, then continuing prefills, then admissions (FCFS by
-  // priority and arrival), all under the token budget. Preempts the newest running sequence
-  // (recompute) when blocks run out. May return a plan with no sequences (only frees) if nothing
-  // fits.
+  // priority and arrival), all under the token budget. Sequences of steps still in flight are
+  // skipped (a pipeline runs disjoint sequences concurrently). Preempts the newest running
+  // sequence that is not in flight (recompute) when blocks run out. An empty plan (no sequences,
+  // nothing to free) consumes no step id and must not be executed.
   StepPlan Schedule();
+  static bool IsEmpty(const StepPlan& plan) {
+    return plan.seqs.empty() && plan.free_seq_ids.empty();
+  }
   // Applies a step's results; returns one update per sampled token, plus finishes.
   std::vector<SeqUpdate> OnResult(const StepPlan& plan, const StepResult& result);
 
@@ -83,6 +87,7 @@ class Scheduler {
     int64_t num_computed = 0;     // tokens whose KV is in the cache
     int32_t num_output = 0;
     bool needs_reset = true;      // next step is the first since (re)admission
+    bool in_flight = false;       // part of a submitted step whose result has not come back
   };
 
   bool Preempt(int64_t exclude_seq_id, StepPlan* plan);

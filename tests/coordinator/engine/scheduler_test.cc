@@ -1,5 +1,6 @@
 // Engine tests against a fake executor that checks plan consistency and produces a deterministic
 // token from each sequence's full history.
+#include <deque>
 #include <map>
 
 #include "coordinator/engine/block_manager.h"
@@ -63,6 +64,35 @@ class FakeExecutor : public StepExecutor {
   ExecutorInfo info_;
   int64_t next_step_ = 0;
   std::map<int64_t, Hist> history_;
+};
+
+// A pipeline of `depth` stages: Submit queues plans, Collect executes the oldest. Checks that
+// plans in flight never share a sequence.
+class PipelinedFake : public FakeExecutor {
+ public:
+  PipelinedFake(int64_t blocks, int64_t block_size, int64_t vocab, int depth)
+      : FakeExecutor(blocks, block_size, vocab), depth_(depth) {}
+  int max_in_flight() const override { return depth_; }
+  absl::Status Submit(const StepPlan& plan) override {
+    for (const StepPlan& p : queued_) {
+      for (const SeqStep& a : p.seqs) {
+        for (const SeqStep& b : plan.seqs) {
+          EXPECT_NE(a.seq_id, b.seq_id) << "sequence in two steps in flight";
+        }
+      }
+    }
+    queued_.push_back(plan);
+    return absl::OkStatus();
+  }
+  absl::StatusOr<StepResult> Collect() override {
+    StepPlan p = queued_.front();
+    queued_.pop_front();
+    return Execute(p);
+  }
+
+ private:
+  int depth_;
+  std::deque<StepPlan> queued_;
 };
 
 std::map<int64_t, std::vector<int32_t>> RunAll(Engine& engine) {
@@ -168,6 +198,25 @@ TEST(Scheduler, PreemptionByRecomputeKeepsOutputs) {
   EXPECT_GT(engine.scheduler().stats().preemptions, 0);
   EXPECT_EQ(out, ref);
   EXPECT_TRUE(engine.blocks().AllFree());
+}
+
+TEST(Scheduler, PipelinedStepsGiveTheSameOutputs) {
+  std::map<int64_t, std::vector<int32_t>> ref;
+  {
+    FakeExecutor fake(256, 4, 101);
+    Engine engine(&fake, {16, 64, 0});
+    for (int i = 0; i < 6; ++i) ASSERT_TRUE(engine.Add(MakeRequest(i, 5 + 3 * i, 9)).ok());
+    ref = RunAll(engine);
+    EXPECT_EQ(engine.max_in_flight_seen(), 1);
+  }
+  for (int depth : {2, 3, 4}) {
+    PipelinedFake fake(256, 4, 101, depth);
+    Engine engine(&fake, {16, 64, 0});
+    for (int i = 0; i < 6; ++i) ASSERT_TRUE(engine.Add(MakeRequest(i, 5 + 3 * i, 9)).ok());
+    EXPECT_EQ(RunAll(engine), ref) << "depth " << depth;
+    EXPECT_GE(engine.max_in_flight_seen(), 2) << "depth " << depth;
+    EXPECT_TRUE(engine.blocks().AllFree());
+  }
 }
 
 TEST(Scheduler, AbortFreesBlocks) {

@@ -39,6 +39,13 @@ TEST_P(MpiGenerate, MatchesOneProcess) {
   auto group = RunTool(kMpirun, std::to_string(tp * pp) + " " + kBinary + " " + args + " --tp " +
                                     std::to_string(tp) + " --pp " + std::to_string(pp));
   ASSERT_EQ(group.exit_code, 0) << group.err;
+  // A pipeline runs steps concurrently: a sequential one never has 2 steps in flight.
+  size_t at = group.err.find("steps in flight: ");
+  ASSERT_NE(at, std::string::npos) << group.err;
+  int in_flight = std::stoi(group.err.substr(at + 17));
+  if (pp > 1) {
+    EXPECT_GE(in_flight, 2) << group.err;
+  }
   auto a = JsonLines(one.out), b = JsonLines(group.out);
   ASSERT_EQ(a.size(), 3u);
   ASSERT_EQ(b.size(), 3u) << "only rank 0 prints, once per prompt";

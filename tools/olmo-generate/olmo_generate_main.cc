@@ -14,7 +14,7 @@
 #include "spdlog/spdlog.h"
 #include "tools/olmo-generate/generate_args.h"
 #include "worker/comm/mpi_comm.h"
-#include "worker/step/group_runner.h"
+#include "worker/group/group_runner.h"
 #include "worker/step/local_worker.h"
 
 namespace {
@@ -119,8 +119,9 @@ int Generate(const olmo::tools::GenerateArgs& args, const olmo::ModelConfig& con
     }
   }
   const auto& stats = engine.scheduler().stats();
-  spdlog::info("done: {} steps, {} chunked prefills, {} preemptions", stats.steps,
-               stats.chunked_prefills, stats.preemptions);
+  spdlog::info("done: {} steps, {} chunked prefills, {} preemptions, steps in flight: {}",
+               stats.steps, stats.chunked_prefills, stats.preemptions,
+               engine.max_in_flight_seen());
   for (size_t i = 0; i < outputs.size(); ++i) {
     nlohmann::ordered_json j;
     j["prompt_ids"] = args.prompts[i].prompt_ids;
@@ -170,13 +171,14 @@ int RunGroup(int* argc, char*** argv, const olmo::tools::GenerateArgs& args,
     if (ok[r] == 0) return r == rank ? Fail(worker.status()) : 1;
   }
   olmo::step::GroupRunner group((*worker)->runner.get(), *pc, comms->world.get(),
-                                comms->pp.get(), config.hidden_size);
+                                comms->tp.get(), comms->pp.get(), config.hidden_size,
+                                args.watchdog_s);
   if (rank != 0) {
     absl::Status st = group.Serve();
     return st.ok() ? 0 : Fail(st);
   }
   spdlog::info("worker group: tp {} x pp {} ({} ranks)", pc->tp, pc->pp, pc->world_size());
-  olmo::step::GroupExecutor executor(&group, (*worker)->runner->info());
+  olmo::step::GroupExecutor executor(&group, (*worker)->runner->info(), pc->pp);
   int rc = Generate(args, config, &executor);
   absl::Status st = group.Shutdown();
   if (!st.ok() && rc == 0) return Fail(st);

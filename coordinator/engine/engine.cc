@@ -21,6 +21,10 @@ Engine::Engine(StepExecutor* executor, SchedulerConfig config)
 
 absl::StatusOr<std::vector<SeqUpdate>> Engine::Step() {
   const int limit = std::max(1, executor_->max_in_flight());
+  if (limit > 1) {  // micro-batches: spread the sequences over the steps in flight
+    int64_t active = scheduler_->num_running() + scheduler_->num_waiting();
+    scheduler_->set_step_seq_limit(std::max<int64_t>(1, (active + limit - 1) / limit));
+  }
   while (static_cast<int>(in_flight_.size()) < limit) {
     StepPlan plan = scheduler_->Schedule();
     if (Scheduler::IsEmpty(plan)) break;

@@ -83,10 +83,14 @@ StepPlan Scheduler::Schedule() {
   pending_free_.clear();
   int64_t budget = config_.max_tokens_per_step;
 
-  // Schedules the next chunk of `id`; false when it does not fit (budget or blocks).
+  auto plan_full = [&] {
+    return step_seq_limit_ > 0 && static_cast<int64_t>(plan.seqs.size()) >= step_seq_limit_;
+  };
+  // Schedules the next chunk of `id`; false when it does not fit (budget, step limit or blocks).
   auto try_schedule = [&](int64_t id) -> bool {
     Sequence& s = seqs_.at(id);
     if (s.in_flight) return false;
+    if (plan_full()) return false;
     int64_t remaining = static_cast<int64_t>(s.tokens.size()) - s.num_computed;
     int64_t n = std::min(remaining, budget);
     if (n <= 0) return false;
@@ -121,7 +125,7 @@ StepPlan Scheduler::Schedule() {
       if (s.in_flight) continue;
       bool is_decode = static_cast<int64_t>(s.tokens.size()) - s.num_computed == 1;
       if (is_decode != (pass == 0)) continue;
-      if (budget <= 0) break;
+      if (budget <= 0 || plan_full()) break;
       while (!try_schedule(id)) {
         if (budget <= 0 || !Preempt(id, &plan)) break;
       }

@@ -73,6 +73,10 @@ class Scheduler {
   static bool IsEmpty(const StepPlan& plan) {
     return plan.seqs.empty() && plan.free_seq_ids.empty();
   }
+  // At most this many sequences in one step (0: no limit). A pipeline of pp stages splits the
+  // running sequences into ~pp micro-batches so every stage has work.
+  void set_step_seq_limit(int64_t n) { step_seq_limit_ = n; }
+
   // Applies a step's results; returns one update per sampled token, plus finishes.
   std::vector<SeqUpdate> OnResult(const StepPlan& plan, const StepResult& result);
 
@@ -101,6 +105,7 @@ class Scheduler {
   std::deque<int64_t> waiting_;   // ordered by (priority, arrival)
   std::vector<int64_t> running_;  // ordered by admission
   std::vector<int64_t> pending_free_;
+  int64_t step_seq_limit_ = 0;
   SchedulerStats stats_;
 };
 

@@ -144,6 +144,7 @@ Parallel (launch tp x pp ranks with mpirun; rank 0 prints, see deploy/local/mpir
   --pp N                   pipeline stages (default 1)
   --watchdog-seconds S     a rank stuck in a collective this long aborts the whole group
                            (default 300; 0 disables)
+  --report-ranks           each rank prints its busy time and bytes sent per step (stderr)
   --help                   this text
 
 Output: one JSON object per prompt on stdout, in input order:
@@ -176,6 +177,10 @@ absl::StatusOr<GenerateArgs> ParseGenerateArgs(int argc, char** argv) {
     }
     if (flag == "--ignore-eos") {
       defaults.ignore_eos = true;
+      continue;
+    }
+    if (flag == "--report-ranks") {
+      args.report_ranks = true;
       continue;
     }
     if (i + 1 >= argc) return absl::InvalidArgumentError(flag + ": missing value");

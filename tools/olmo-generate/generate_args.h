@@ -28,6 +28,7 @@ struct GenerateArgs {
   int tp = 1;  // tensor-parallel ranks per stage (under mpirun)
   int pp = 1;  // pipeline stages (under mpirun)
   double watchdog_s = 300.0;  // a collective running longer aborts the group (0: off)
+  bool report_ranks = false;  // each rank prints busy time and bytes sent per step
   bool help = false;
 };
 

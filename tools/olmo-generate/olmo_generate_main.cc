@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <chrono>
 #include <map>
 #include <thread>
 
@@ -104,6 +105,7 @@ int Generate(const olmo::tools::GenerateArgs& args, const olmo::ModelConfig& con
       return Fail(absl::Status(st.code(), absl::StrFormat("prompt %d: %s", i, st.message())));
     }
   }
+  const auto start = std::chrono::steady_clock::now();
   while (engine.HasWork()) {
     auto updates = engine.Step();
     if (!updates.ok()) return Fail(updates.status());
@@ -119,8 +121,10 @@ int Generate(const olmo::tools::GenerateArgs& args, const olmo::ModelConfig& con
     }
   }
   const auto& stats = engine.scheduler().stats();
-  spdlog::info("done: {} steps, {} chunked prefills, {} preemptions, steps in flight: {}",
-               stats.steps, stats.chunked_prefills, stats.preemptions,
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  spdlog::info("done: {} steps in {:.3f} s, {} chunked prefills, {} preemptions, steps in flight: {}",
+               stats.steps, seconds, stats.chunked_prefills, stats.preemptions,
                engine.max_in_flight_seen());
   for (size_t i = 0; i < outputs.size(); ++i) {
     nlohmann::ordered_json j;
@@ -173,14 +177,30 @@ int RunGroup(int* argc, char*** argv, const olmo::tools::GenerateArgs& args,
   olmo::step::GroupRunner group((*worker)->runner.get(), *pc, comms->world.get(),
                                 comms->tp.get(), comms->pp.get(), config.hidden_size,
                                 args.watchdog_s);
+  // Per-rank figures for benchmarks: busy time and bytes sent per step by each communicator.
+  auto report = [&]() {
+    const auto& r = *(*worker)->runner;
+    int64_t steps = std::max<int64_t>(1, r.steps_executed());
+    std::fprintf(stderr,
+                 "rank %d (stage %d, tp %d, layers %lld-%lld): %lld steps, %lld tokens, busy %.3f s; "
+                 "bytes sent per step: tp %lld, pipeline %lld, world %lld\n",
+                 rank, pc->pp_rank(), pc->tp_rank(), static_cast<long long>(o.model.layer_begin),
+                 static_cast<long long>(o.model.layer_end - 1), static_cast<long long>(r.steps_executed()),
+                 static_cast<long long>(r.tokens_executed()), r.busy_seconds(),
+                 static_cast<long long>(comms->tp->stats().total_bytes_sent() / steps),
+                 static_cast<long long>(comms->pp->stats().total_bytes_sent() / steps),
+                 static_cast<long long>(comms->world->stats().total_bytes_sent() / steps));
+  };
   if (rank != 0) {
     absl::Status st = group.Serve();
+    if (args.report_ranks) report();
     return st.ok() ? 0 : Fail(st);
   }
   spdlog::info("worker group: tp {} x pp {} ({} ranks)", pc->tp, pc->pp, pc->world_size());
   olmo::step::GroupExecutor executor(&group, (*worker)->runner->info(), pc->pp);
   int rc = Generate(args, config, &executor);
   absl::Status st = group.Shutdown();
+  if (args.report_ranks) report();
   if (!st.ok() && rc == 0) return Fail(st);
   return rc;
 }

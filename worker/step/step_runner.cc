@@ -96,9 +96,12 @@ absl::StatusOr<StepResult> StepRunner::ExecuteStage(const StepPlan& plan, const 
     result.status = status;
     return result;
   }
+  ++steps_executed_;
+  tokens_executed_ += b.num_tokens();
   if (!last) {
     result.step_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    busy_seconds_ += result.step_seconds;
     return result;
   }
   size_t row = 0;
@@ -120,6 +123,7 @@ absl::StatusOr<StepResult> StepRunner::ExecuteStage(const StepPlan& plan, const 
   }
   result.step_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  busy_seconds_ += result.step_seconds;
   return result;
 }
 

@@ -35,6 +35,11 @@ class StepRunner final : public StepExecutor {
     next_step_id_ = 0;
   }
 
+  // Steps executed and seconds spent inside them on this rank (busy time).
+  int64_t steps_executed() const { return steps_executed_; }
+  double busy_seconds() const { return busy_seconds_; }
+  int64_t tokens_executed() const { return tokens_executed_; }
+
   // Raw logits of the sampled rows of the last step, f32 [num_sampled, vocab] (for tests).
   const std::vector<float>& last_logits() const { return logits_; }
 
@@ -51,6 +56,9 @@ class StepRunner final : public StepExecutor {
   ExecutorInfo info_;
   std::unordered_map<int64_t, SeqState> seqs_;
   int64_t next_step_id_ = 0;
+  int64_t steps_executed_ = 0;
+  int64_t tokens_executed_ = 0;
+  double busy_seconds_ = 0.0;
   std::vector<float> logits_;
 };
 

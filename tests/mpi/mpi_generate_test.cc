@@ -1,6 +1,7 @@
 // olmo-generate on tp x pp worker groups under mpirun against one process (DESIGN.md §5 margin
 // rule: tokens equal up to the reference's first near-tie, logprobs within 1e-4), plus the failure
 // paths: an invalid tp and a missing checkpoint end the whole group with one message.
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -82,6 +83,17 @@ TEST(MpiGenerateFailures, WholeGroupExitsWithOneMessage) {
   ASSERT_NE(first, std::string::npos) << bad_tp.err;
   EXPECT_EQ(bad_tp.err.find("olmo-generate: error:", first + 1), std::string::npos) << bad_tp.err;
   EXPECT_NE(bad_tp.err.find("num_attention_heads"), std::string::npos) << bad_tp.err;
+  // A missing shard: every rank fails to load; the lowest failing rank alone reports it.
+  std::string dir = TempFile("missing_shard");
+  std::filesystem::remove_all(dir);
+  std::filesystem::copy(kModels + "/sharded3_gqa_5layers", dir);
+  std::filesystem::remove(dir + "/model-00002-of-00003.safetensors");
+  auto missing = RunTool(kMpirun, "2 " + kBinary + " --model " + dir + " --prompt-ids 1,2 --tp 2");
+  EXPECT_NE(missing.exit_code, 0);
+  first = missing.err.find("olmo-generate: error:");
+  ASSERT_NE(first, std::string::npos) << missing.err;
+  EXPECT_EQ(missing.err.find("olmo-generate: error:", first + 1), std::string::npos) << missing.err;
+  EXPECT_NE(missing.err.find("model-00002-of-00003.safetensors"), std::string::npos) << missing.err;
   // World size that is not tp x pp.
   auto bad_world = RunTool(kMpirun, "3 " + kBinary + " --model " + kModels +
                                         "/gqa_bf16 --prompt-ids 1,2 --tp 2");

@@ -164,8 +164,16 @@ int RunGroup(int* argc, char*** argv, const olmo::tools::GenerateArgs& args,
   o.model.collectives = comms->tp.get();
   o.model.layer_begin = stages[pc->pp_rank()].layer_begin;
   o.model.layer_end = stages[pc->pp_rank()].layer_end;
-  if (rank != 0) spdlog::set_level(spdlog::level::warn);
+  // Every rank logs its own loading (progress and bytes), tagged with its place in the group.
+  spdlog::set_pattern(absl::StrFormat("[%%H:%%M:%%S.%%e] [rank %d pp %d tp %d] [%%l] %%v", rank,
+                                      pc->pp_rank(), pc->tp_rank()));
   auto worker = olmo::step::LoadLocalWorker(args.model_dir, o);
+  if (worker.ok()) {
+    spdlog::info("loaded layers {}-{}, vocab slice and heads of tp rank {}: {:.1f} MiB",
+                 o.model.layer_begin, o.model.layer_end - 1, pc->tp_rank(),
+                 (*worker)->model->weight_bytes() / 1048576.0);
+  }
+  if (rank != 0) spdlog::set_level(spdlog::level::warn);
   // Every rank learns whether every rank loaded; the lowest failing rank prints its error once.
   std::vector<int32_t> ok(static_cast<size_t>(pc->world_size()));
   int32_t mine = worker.ok() ? 1 : 0;

@@ -61,6 +61,7 @@ bool Scheduler::Preempt(int64_t exclude_seq_id, StepPlan* plan) {
     Sequence& s = seqs_.at(id);
     blocks_->Free(id);
     s.num_computed = 0;
+    s.registered = 0;  // full blocks stay cached; re-registering is a no-op
     s.needs_reset = true;
     ++s.epoch;
     running_.erase(std::next(it).base());
@@ -74,6 +75,17 @@ bool Scheduler::Preempt(int64_t exclude_seq_id, StepPlan* plan) {
     return true;
   }
   return false;
+}
+
+void Scheduler::HashBlocks(Sequence& s, int64_t blocks) {
+  const int64_t bs = blocks_->block_size();
+  while (static_cast<int64_t>(s.hashes.size()) < blocks) {
+    const int64_t i = static_cast<int64_t>(s.hashes.size());
+    BlockHash parent = i == 0 ? PrefixSeed(config_.model_fingerprint, s.request.cache_salt)
+                              : s.hashes.back();
+    s.hashes.push_back(ChainHash(
+        parent, std::span<const int32_t>(s.tokens.data() + i * bs, static_cast<size_t>(bs))));
+  }
 }
 
 StepPlan Scheduler::Schedule() {
@@ -91,11 +103,27 @@ StepPlan Scheduler::Schedule() {
     Sequence& s = seqs_.at(id);
     if (s.in_flight) return false;
     if (plan_full()) return false;
+    SeqStep st;
+    int64_t hit = 0;
+    if (s.needs_reset && s.num_computed == 0 && config_.enable_prefix_cache) {
+      // Reuse cached full blocks of the prefix, leaving at least one token to compute.
+      const int64_t bs = blocks_->block_size();
+      HashBlocks(s, (static_cast<int64_t>(s.tokens.size()) - 1) / bs);
+      int64_t usable = (static_cast<int64_t>(s.tokens.size()) - 1) / bs;
+      hit = blocks_->AcquireCached(
+          id, std::span<const BlockHash>(s.hashes.data(), static_cast<size_t>(usable)), st.blocks) * bs;
+      s.num_computed = hit;
+    }
     int64_t remaining = static_cast<int64_t>(s.tokens.size()) - s.num_computed;
     int64_t n = std::min(remaining, budget);
-    if (n <= 0) return false;
-    SeqStep st;
-    if (!blocks_->Grow(id, s.num_computed + n, st.blocks).ok()) return false;
+    if (n <= 0 || !blocks_->Grow(id, s.num_computed + n, st.blocks).ok()) {
+      if (hit > 0) {  // give the cached blocks back; admission is retried later
+        blocks_->Free(id);
+        s.num_computed = 0;
+      }
+      return false;
+    }
+    stats_.prefix_hit_tokens += hit;
     st.seq_id = id;
     st.epoch = s.epoch;
     st.token_ids.assign(s.tokens.begin() + s.num_computed, s.tokens.begin() + s.num_computed + n);
@@ -160,6 +188,13 @@ std::vector<SeqUpdate> Scheduler::OnResult(const StepPlan& plan, const StepResul
     Sequence& s = it->second;
     s.in_flight = false;
     s.num_computed += static_cast<int64_t>(st.token_ids.size());
+    if (config_.enable_prefix_cache) {  // newly full blocks join the prefix cache
+      const int64_t full = s.num_computed / blocks_->block_size();
+      HashBlocks(s, full);
+      for (; s.registered < full; ++s.registered) {
+        blocks_->Register(st.seq_id, s.registered, s.hashes[s.registered]);
+      }
+    }
     if (!st.sample || res == nullptr) continue;
     s.tokens.push_back(res->token_id);
     ++s.num_output;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -20,6 +21,8 @@ struct SchedulerConfig {
   int64_t max_tokens_per_step = 512;  // token budget of one step (prefill chunks + decodes)
   int64_t max_seqs = 256;             // running sequences at most
   int64_t max_model_len = 0;          // prompt + output tokens at most per sequence
+  bool enable_prefix_cache = true;
+  std::string model_fingerprint;      // seeds the prefix-cache hash chain
 };
 
 struct Request {
@@ -29,6 +32,7 @@ struct Request {
   int32_t max_tokens = 16;  // output tokens at most
   bool ignore_eos = false;  // do not stop at stop ids
   int32_t priority = 0;     // lower value runs first; FCFS inside a priority
+  std::string cache_salt;   // requests share cached prefixes only with the same salt
 };
 
 enum class FinishReason { kNone, kStop, kLength, kAbort };
@@ -48,6 +52,7 @@ struct SchedulerStats {
   int64_t preemptions = 0;
   int64_t chunked_prefills = 0;  // prefill chunks that did not finish their prompt
   int64_t scheduled_tokens = 0;
+  int64_t prefix_hit_tokens = 0;  // prompt tokens not recomputed thanks to the prefix cache
 };
 
 class Scheduler {
@@ -92,7 +97,11 @@ class Scheduler {
     int32_t num_output = 0;
     bool needs_reset = true;      // next step is the first since (re)admission
     bool in_flight = false;       // part of a submitted step whose result has not come back
+    std::vector<BlockHash> hashes;  // prefix-cache hash of each full block of `tokens`
+    int64_t registered = 0;         // full blocks registered in the prefix cache
   };
+  // Extends s.hashes to cover the first `blocks` full blocks of s.tokens.
+  void HashBlocks(Sequence& s, int64_t blocks);
 
   bool Preempt(int64_t exclude_seq_id, StepPlan* plan);
   void Finish(int64_t seq_id);

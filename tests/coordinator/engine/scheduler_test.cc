@@ -1,5 +1,6 @@
 // Engine tests against a fake executor that checks plan consistency and produces a deterministic
 // token from each sequence's full history.
+#include <array>
 #include <deque>
 #include <map>
 
@@ -11,39 +12,46 @@
 namespace olmo::engine {
 namespace {
 
+// Simulates the KV cache: each token is written to its slot (group 0's table); a sampled token
+// is a hash of every token read back through the block table, so a wrong block table, a stale
+// cached block or a missing position changes the output.
 class FakeExecutor : public StepExecutor {
  public:
   FakeExecutor(int64_t blocks, int64_t block_size, int64_t vocab) {
     info_.num_blocks[0] = info_.num_blocks[1] = blocks;
     info_.block_size = block_size;
     info_.vocab_size = vocab;
+    kv_.assign(static_cast<size_t>(blocks * block_size), -1);
   }
   const ExecutorInfo& info() const override { return info_; }
   absl::StatusOr<StepResult> Execute(const StepPlan& plan) override {
     EXPECT_EQ(plan.step_id, next_step_++);
-    for (int64_t id : plan.free_seq_ids) history_.erase(id);
+    for (int64_t id : plan.free_seq_ids) tables_.erase(id);
     StepResult r;
     r.step_id = plan.step_id;
     int64_t tokens = 0;
+    const int64_t bs = info_.block_size;
     for (const SeqStep& st : plan.seqs) {
       tokens += static_cast<int64_t>(st.token_ids.size());
-      auto& h = history_[st.seq_id];
-      if (st.sampling.has_value()) {
-        h.tokens.clear();
-        for (auto& t : h.tables) t.clear();
-      }
+      auto& t = tables_[st.seq_id];
       for (int g = 0; g < kNumKvGroups; ++g) {
-        if (st.blocks[g].reset) h.tables[g].clear();
-        h.tables[g].insert(h.tables[g].end(), st.blocks[g].append.begin(),
-                           st.blocks[g].append.end());
-        EXPECT_GE(static_cast<int64_t>(h.tables[g].size()) * info_.block_size,
+        if (st.blocks[g].reset) t[g].clear();
+        t[g].insert(t[g].end(), st.blocks[g].append.begin(), st.blocks[g].append.end());
+        EXPECT_GE(static_cast<int64_t>(t[g].size()) * bs,
                   st.start_pos + static_cast<int64_t>(st.token_ids.size()));
       }
-      EXPECT_EQ(st.start_pos, static_cast<int32_t>(h.tokens.size())) << "seq " << st.seq_id;
-      h.tokens.insert(h.tokens.end(), st.token_ids.begin(), st.token_ids.end());
+      for (size_t j = 0; j < st.token_ids.size(); ++j) {
+        int64_t pos = st.start_pos + static_cast<int64_t>(j);
+        kv_[t[0][pos / bs] * bs + pos % bs] = st.token_ids[j];
+      }
       if (st.sample) {
         uint64_t x = 1469598103934665603ull;
-        for (int32_t t : h.tokens) x = (x ^ static_cast<uint64_t>(t)) * 1099511628211ull;
+        int64_t end = st.start_pos + static_cast<int64_t>(st.token_ids.size());
+        for (int64_t pos = 0; pos < end; ++pos) {
+          int32_t tok = kv_[t[0][pos / bs] * bs + pos % bs];
+          EXPECT_GE(tok, 0) << "seq " << st.seq_id << " reads unwritten position " << pos;
+          x = (x ^ static_cast<uint64_t>(tok)) * 1099511628211ull;
+        }
         SeqResult s;
         s.seq_id = st.seq_id;
         s.epoch = st.epoch;
@@ -57,13 +65,10 @@ class FakeExecutor : public StepExecutor {
   int64_t max_step_tokens_ = 0;
 
  private:
-  struct Hist {
-    std::vector<int32_t> tokens;
-    std::vector<int32_t> tables[kNumKvGroups];
-  };
   ExecutorInfo info_;
   int64_t next_step_ = 0;
-  std::map<int64_t, Hist> history_;
+  std::vector<int32_t> kv_;  // [blocks * block_size] token written at each slot
+  std::map<int64_t, std::array<std::vector<int32_t>, kNumKvGroups>> tables_;
 };
 
 // A pipeline of `depth` stages: Submit queues plans, Collect executes the oldest. Checks that
@@ -217,6 +222,88 @@ TEST(Scheduler, PipelinedStepsGiveTheSameOutputs) {
     EXPECT_GE(engine.max_in_flight_seen(), 2) << "depth " << depth;
     EXPECT_TRUE(engine.blocks().AllFree());
   }
+}
+
+Request PrefixRequest(int64_t id, int suffix, int max_tokens) {
+  Request r;
+  r.seq_id = id;
+  for (int i = 0; i < 21; ++i) r.prompt_ids.push_back(30 + i % 7);  // shared 21-token prefix
+  for (int i = 0; i < suffix; ++i) r.prompt_ids.push_back(static_cast<int32_t>(id * 3 + i) % 50);
+  r.max_tokens = max_tokens;
+  return r;
+}
+
+TEST(Scheduler, PrefixCacheSharesBlocksAndKeepsOutputs) {
+  auto run = [](bool cache, int64_t blocks, SchedulerStats* stats) {
+    FakeExecutor fake(blocks, 4, 97);
+    SchedulerConfig conf{16, 64, 0};
+    conf.enable_prefix_cache = cache;
+    conf.model_fingerprint = "test-model";
+    Engine engine(&fake, conf);
+    std::map<int64_t, std::vector<int32_t>> out;
+    for (int i = 0; i < 6; ++i) {
+      EXPECT_TRUE(engine.Add(PrefixRequest(i, 1 + i, 7)).ok());
+      // Run the first request alone first so later ones find its blocks cached.
+      if (i == 0) {
+        auto first = RunAll(engine);
+        out.insert(first.begin(), first.end());
+      }
+    }
+    auto rest = RunAll(engine);
+    out.insert(rest.begin(), rest.end());
+    EXPECT_TRUE(engine.blocks().AllFree());
+    *stats = engine.scheduler().stats();
+    return out;
+  };
+  SchedulerStats no_cache, with_cache, tight;
+  auto ref = run(false, 256, &no_cache);
+  EXPECT_EQ(no_cache.prefix_hit_tokens, 0);
+  EXPECT_EQ(run(true, 256, &with_cache), ref);
+  EXPECT_GE(with_cache.prefix_hit_tokens, 5 * 20);  // 5 later requests reuse 5 full blocks each
+  // A pool too small for everyone at once: preemption, eviction and re-admission hits.
+  EXPECT_EQ(run(true, 30, &tight), ref);
+  EXPECT_GT(tight.preemptions + tight.prefix_hit_tokens, 0);
+}
+
+TEST(Scheduler, CacheSaltSeparatesPrefixes) {
+  FakeExecutor fake(256, 4, 97);
+  SchedulerConfig conf{64, 64, 0};
+  conf.model_fingerprint = "m";
+  Engine engine(&fake, conf);
+  Request a = PrefixRequest(0, 2, 3), b = PrefixRequest(1, 3, 3);
+  b.cache_salt = "tenant-b";
+  ASSERT_TRUE(engine.Add(a).ok());
+  RunAll(engine);
+  ASSERT_TRUE(engine.Add(b).ok());
+  RunAll(engine);
+  EXPECT_EQ(engine.scheduler().stats().prefix_hit_tokens, 0);
+  Request c = PrefixRequest(2, 4, 3);  // same salt as a: hits
+  ASSERT_TRUE(engine.Add(c).ok());
+  RunAll(engine);
+  EXPECT_EQ(engine.scheduler().stats().prefix_hit_tokens, 20);
+  EXPECT_TRUE(engine.blocks().AllFree());
+}
+
+TEST(BlockManager, EvictsLeastRecentlyUsedCachedBlocks) {
+  BlockManager bm(2, {3, 3});
+  BlockTableDelta d[kNumKvGroups];
+  ASSERT_TRUE(bm.Grow(1, 6, d).ok());
+  BlockHash h[3] = {{1, 1}, {2, 2}, {3, 3}};
+  for (int i = 0; i < 3; ++i) bm.Register(1, i, h[i]);
+  bm.Free(1);
+  EXPECT_EQ(bm.num_cached_free(0), 3);
+  EXPECT_TRUE(bm.AllFree());
+  BlockTableDelta d2[kNumKvGroups];
+  EXPECT_EQ(bm.AcquireCached(2, std::span<const BlockHash>(h, 2), d2), 2);
+  EXPECT_EQ(bm.ref_count(0, d2[0].append[0]), 1);
+  BlockTableDelta d3[kNumKvGroups];
+  ASSERT_TRUE(bm.Grow(3, 2, d3).ok());  // evicts the only unreferenced cached block (h[2])
+  BlockTableDelta d4[kNumKvGroups];
+  EXPECT_EQ(bm.AcquireCached(4, std::span<const BlockHash>(h + 2, 1), d4), 0);
+  bm.Free(2);
+  bm.Free(3);
+  bm.Free(4);
+  EXPECT_TRUE(bm.AllFree());
 }
 
 TEST(Scheduler, AbortFreesBlocks) {

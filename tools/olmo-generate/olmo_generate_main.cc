@@ -84,8 +84,9 @@ olmo::step::LocalWorkerOptions WorkerOptions(const olmo::tools::GenerateArgs& ar
 
 // Runs every prompt to completion on `executor` and prints one JSON line per prompt.
 int Generate(const olmo::tools::GenerateArgs& args, const olmo::ModelConfig& config,
-             olmo::StepExecutor* executor) {
+             const std::string& fingerprint, olmo::StepExecutor* executor) {
   olmo::engine::SchedulerConfig sconf;
+  sconf.model_fingerprint = fingerprint;
   sconf.max_tokens_per_step = args.max_batch_tokens;
   sconf.max_seqs = 1 << 20;
   sconf.max_model_len = config.max_position_embeddings;
@@ -206,7 +207,7 @@ int RunGroup(int* argc, char*** argv, const olmo::tools::GenerateArgs& args,
   }
   spdlog::info("worker group: tp {} x pp {} ({} ranks)", pc->tp, pc->pp, pc->world_size());
   olmo::step::GroupExecutor executor(&group, (*worker)->runner->info(), pc->pp);
-  int rc = Generate(args, config, &executor);
+  int rc = Generate(args, config, (*worker)->fingerprint, &executor);
   absl::Status st = group.Shutdown();
   if (args.report_ranks) report();
   if (!st.ok() && rc == 0) return Fail(st);
@@ -232,5 +233,5 @@ int main(int argc, char** argv) {
 
   auto worker = olmo::step::LoadLocalWorker(args->model_dir, WorkerOptions(*args, 1));
   if (!worker.ok()) return Fail(worker.status());
-  return Generate(*args, *config, (*worker)->runner.get());
+  return Generate(*args, *config, (*worker)->fingerprint, (*worker)->runner.get());
 }

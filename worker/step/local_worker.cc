@@ -1,6 +1,7 @@
 #include "worker/step/local_worker.h"
 
 #include "absl/strings/str_format.h"
+#include "worker/checkpoint/fingerprint.h"
 #include "common/status_macros.h"
 #include "spdlog/spdlog.h"
 
@@ -16,6 +17,7 @@ absl::StatusOr<std::unique_ptr<LocalWorker>> LoadLocalWorker(const std::string& 
   OLMO_ASSIGN_OR_RETURN(w->config, ModelConfig::Load(model_dir));
   OLMO_ASSIGN_OR_RETURN(std::unique_ptr<checkpoint::Checkpoint> ckpt,
                         checkpoint::Checkpoint::Open(model_dir));
+  OLMO_ASSIGN_OR_RETURN(w->fingerprint, checkpoint::ModelFingerprint(model_dir, *ckpt));
   w->checkpoint = std::move(ckpt);
   w->ops = kernels::MakeCpuOps(options.ops);
   OLMO_ASSIGN_OR_RETURN(w->model,

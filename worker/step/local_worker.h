@@ -28,6 +28,7 @@ struct LocalWorker {
   std::unique_ptr<kernels::Ops> ops;
   std::unique_ptr<model::Olmo3Model> model;
   std::unique_ptr<StepRunner> runner;
+  std::string fingerprint;  // checkpoint::ModelFingerprint
 };
 
 // Loads `model_dir` (config.json, optional generation_config.json, safetensors).

@@ -197,3 +197,25 @@ TEST(Checkpoint, ShardIndexErrors) {
 
 }  // namespace
 }  // namespace olmo::checkpoint
+
+#include "worker/checkpoint/fingerprint.h"
+
+namespace olmo::checkpoint {
+namespace {
+
+TEST(Fingerprint, DependsOnConfigAndTensorLayoutOnly) {
+  const std::string models = std::string(OLMO_TEST_DATA_DIR) + "/models";
+  auto a = Checkpoint::Open(models + "/mha_f32");
+  auto b = Checkpoint::Open(models + "/gqa_bf16");
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto fa = ModelFingerprint(models + "/mha_f32", **a);
+  auto fa2 = ModelFingerprint(models + "/mha_f32", **a);
+  auto fb = ModelFingerprint(models + "/gqa_bf16", **b);
+  ASSERT_TRUE(fa.ok() && fb.ok());
+  EXPECT_EQ(fa->size(), 64u);
+  EXPECT_EQ(*fa, *fa2);
+  EXPECT_NE(*fa, *fb);
+}
+
+}  // namespace
+}  // namespace olmo::checkpoint

@@ -196,6 +196,49 @@ class PipelineExecutor final : public StepExecutor {
   PipelineGroup* g_;
 };
 
+using Outputs = std::map<int64_t, std::vector<engine::SeqUpdate>>;
+
+// Four prompts of the golden input (two greedy, two seeded), run to completion through the
+// engine with a small step budget (chunked prefill mixed with decodes).
+Outputs RunPrompts(StepExecutor* ex, const Golden& gold, int max_tokens) {
+  engine::Engine engine(ex, {16, 64, 0});
+  for (int i = 0; i < 4; ++i) {
+    engine::Request r;
+    r.seq_id = i;
+    r.prompt_ids.assign(gold.input_ids.begin() + i, gold.input_ids.begin() + 9 + 13 * i);
+    r.max_tokens = max_tokens;
+    r.ignore_eos = true;
+    r.sampling.temperature = i < 2 ? 0.0f : 0.8f;
+    r.sampling.seed = 11 + i;
+    r.sampling.logprobs = 2;
+    EXPECT_TRUE(engine.Add(r).ok());
+  }
+  Outputs out;
+  while (engine.HasWork()) {
+    auto u = engine.Step();
+    EXPECT_TRUE(u.ok()) << u.status();
+    if (!u.ok()) break;
+    for (auto& x : *u) out[x.seq_id].push_back(x);
+  }
+  return out;
+}
+
+// DESIGN.md §5 margin rule: logprobs within 1e-4; tokens equal up to the reference's first
+// greedy near-tie (top-1 minus top-2 logprob < 1e-4).
+void ExpectMatches(const Outputs& got, const Outputs& ref, size_t tokens, const std::string& what) {
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(ref.at(i).size(), tokens);
+    ASSERT_EQ(got.at(i).size(), tokens);
+    for (size_t t = 0; t < tokens; ++t) {
+      const auto& r = ref.at(i)[t];
+      float margin = r.top_logprobs[0].logprob - r.top_logprobs[1].logprob;
+      EXPECT_NEAR(got.at(i)[t].logprob, r.logprob, 1e-4);
+      if (i < 2 && margin < 1e-4f) break;
+      ASSERT_EQ(got.at(i)[t].token_id, r.token_id) << what << " seq " << i << " token " << t;
+    }
+  }
+}
+
 class TpTest : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
 
 TEST_P(TpTest, LogitsMatchOneRankAndHf) {
@@ -227,49 +270,11 @@ TEST_P(TpTest, GenerationMatchesOneRank) {
   TpGroup g = LoadGroup(name, tp, 8, 128);
   ASSERT_FALSE(g.workers.empty()) << name << " cannot be split " << tp << " ways";
   Golden gold = LoadGolden(name);
-  auto requests = [&]() {
-    std::vector<engine::Request> rs;
-    for (int i = 0; i < 4; ++i) {
-      engine::Request r;
-      r.seq_id = i;
-      r.prompt_ids.assign(gold.input_ids.begin() + i, gold.input_ids.begin() + 9 + 13 * i);
-      r.max_tokens = 12;
-      r.ignore_eos = true;
-      r.sampling.temperature = i < 2 ? 0.0f : 0.8f;  // greedy and seeded sampling
-      r.sampling.seed = 7 + i;
-      r.sampling.logprobs = 2;
-      rs.push_back(r);
-    }
-    return rs;
-  };
-  auto run = [&](StepExecutor* ex) {
-    engine::Engine engine(ex, {16, 64, 0});  // small budget: chunked prefill mixed with decodes
-    for (const auto& r : requests()) EXPECT_TRUE(engine.Add(r).ok());
-    std::map<int64_t, std::vector<engine::SeqUpdate>> out;
-    while (engine.HasWork()) {
-      auto u = engine.Step();
-      EXPECT_TRUE(u.ok()) << u.status();
-      if (!u.ok()) break;
-      for (auto& x : *u) out[x.seq_id].push_back(x);
-    }
-    return out;
-  };
   GroupExecutor group(&g);
-  auto got = run(&group);
+  Outputs got = RunPrompts(&group, gold, 12);
   auto one = LoadWorker(ModelsDir() + "/" + name, 8, 128);
-  auto ref = run(one->runner.get());
-  for (int i = 0; i < 4; ++i) {
-    ASSERT_EQ(ref[i].size(), 12u);
-    ASSERT_EQ(got[i].size(), 12u);
-    for (size_t t = 0; t < 12; ++t) {
-      // Reference margin: top-1 minus top-2 logprob (= logit margin). Greedy ties stop the check.
-      float margin = ref[i][t].top_logprobs[0].logprob - ref[i][t].top_logprobs[1].logprob;
-      EXPECT_NEAR(got[i][t].logprob, ref[i][t].logprob, 1e-4);
-      if (i < 2 && margin < 1e-4f) break;
-      ASSERT_EQ(got[i][t].token_id, ref[i][t].token_id) << name << " tp " << tp << " seq " << i
-                                                       << " token " << t;
-    }
-  }
+  ExpectMatches(got, RunPrompts(one->runner.get(), gold, 12), 12,
+                name + " tp " + std::to_string(tp));
 }
 
 class PpTest : public ::testing::TestWithParam<std::tuple<std::string, int, int>> {};
@@ -281,42 +286,11 @@ TEST_P(PpTest, GenerationMatchesOneRank) {
   PipelineGroup g = LoadPipeline(name, tp, pp, 8, 128);
   for (const auto& w : g.workers) ASSERT_NE(w, nullptr);
   Golden gold = LoadGolden(name);
-  auto run = [&](StepExecutor* ex) {
-    engine::Engine engine(ex, {16, 64, 0});
-    for (int i = 0; i < 4; ++i) {
-      engine::Request r;
-      r.seq_id = i;
-      r.prompt_ids.assign(gold.input_ids.begin() + i, gold.input_ids.begin() + 9 + 13 * i);
-      r.max_tokens = 10;
-      r.ignore_eos = true;
-      r.sampling.temperature = i < 2 ? 0.0f : 0.8f;
-      r.sampling.seed = 11 + i;
-      r.sampling.logprobs = 2;
-      EXPECT_TRUE(engine.Add(r).ok());
-    }
-    std::map<int64_t, std::vector<engine::SeqUpdate>> out;
-    while (engine.HasWork()) {
-      auto u = engine.Step();
-      EXPECT_TRUE(u.ok()) << u.status();
-      if (!u.ok()) break;
-      for (auto& x : *u) out[x.seq_id].push_back(x);
-    }
-    return out;
-  };
   PipelineExecutor ex(&g);
-  auto got = run(&ex);
+  Outputs got = RunPrompts(&ex, gold, 10);
   auto one = LoadWorker(ModelsDir() + "/" + name, 8, 128);
-  auto ref = run(one->runner.get());
-  for (int i = 0; i < 4; ++i) {
-    ASSERT_EQ(got[i].size(), 10u);
-    for (size_t t = 0; t < 10; ++t) {
-      float margin = ref[i][t].top_logprobs[0].logprob - ref[i][t].top_logprobs[1].logprob;
-      EXPECT_NEAR(got[i][t].logprob, ref[i][t].logprob, 1e-4);
-      if (i < 2 && margin < 1e-4f) break;
-      ASSERT_EQ(got[i][t].token_id, ref[i][t].token_id) << name << " tp " << tp << " pp " << pp
-                                                       << " seq " << i << " token " << t;
-    }
-  }
+  ExpectMatches(got, RunPrompts(one->runner.get(), gold, 10), 10,
+                name + " tp " + std::to_string(tp) + " pp " + std::to_string(pp));
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -29,6 +29,8 @@ struct Spec {
   int shards = 1;
   uint64_t seed = 1;
   std::vector<std::string> layer_types;  // empty: (i + 1) % 4 rule
+  std::string tokenizer;      // tokenizer.json copied into the checkpoint
+  std::string chat_template;  // chat_template.jinja copied into the checkpoint
 };
 
 const char* kUsage = R"(make-tiny: write a random-weight Olmo 3 checkpoint (HF layout).
@@ -47,6 +49,8 @@ const char* kUsage = R"(make-tiny: write a random-weight Olmo 3 checkpoint (HF l
   --dtype bf16|f32     weight dtype (default bf16)
   --shards N           split into N safetensors files with an index (default 1)
   --seed S             random seed (default 1)
+  --tokenizer FILE     copy this tokenizer.json into the checkpoint
+  --chat-template FILE copy this Jinja chat template into the checkpoint (chat_template.jinja)
 )";
 
 // xorshift64* stream; Uniform() in [-1, 1).
@@ -97,10 +101,11 @@ bool ParseArgs(int argc, char** argv, Spec* s, std::string* err) {
     if (f == "--out") s->out = v;
     else if (f == "--preset") {
       if (v == "tiny-demo") {
-        *s = Spec{s->out, 100278, 64, 4, 4, 2, 16, 128, 64, 4096, 512, true, true, 1, s->seed, {}};
+        *s = Spec{s->out, 100278, 64, 4, 4, 2, 16, 128, 64, 4096, 512, true, true, 1, s->seed, {},
+                  s->tokenizer, s->chat_template};
       } else if (v == "7b-2layer") {
         *s = Spec{s->out, 100278, 4096, 2, 32, 32, 128, 11008, 4096, 65536, 8192, true, true, 1,
-                  s->seed, {"sliding_attention", "full_attention"}};
+                  s->seed, {"sliding_attention", "full_attention"}, s->tokenizer, s->chat_template};
       } else {
         *err = "--preset: unknown preset '" + v + "' (tiny-demo or 7b-2layer)";
         return false;
@@ -117,6 +122,8 @@ bool ParseArgs(int argc, char** argv, Spec* s, std::string* err) {
     else if (f == "--orig-max-pos") { if (!num(&s->orig_max_pos)) return false; }
     else if (f == "--shards") { if (!num(&tmp)) return false; s->shards = static_cast<int>(tmp); }
     else if (f == "--seed") { if (!num(&tmp)) return false; s->seed = static_cast<uint64_t>(tmp); }
+    else if (f == "--tokenizer") s->tokenizer = v;
+    else if (f == "--chat-template") s->chat_template = v;
     else if (f == "--dtype") {
       if (v != "bf16" && v != "f32") {
         *err = "--dtype: expected bf16 or f32";
@@ -282,6 +289,13 @@ int main(int argc, char** argv) {
   gen["eos_token_id"] = s.vocab > 100265 ? nlohmann::ordered_json{100265, 100257}
                                          : nlohmann::ordered_json{s.vocab - 1};
   std::ofstream(s.out + "/generation_config.json") << gen.dump(2) << "\n";
+  for (const auto& [from, to] : {std::pair{s.tokenizer, std::string("tokenizer.json")},
+                                 std::pair{s.chat_template, std::string("chat_template.jinja")}}) {
+    if (from.empty()) continue;
+    std::filesystem::copy_file(from, s.out + "/" + to,
+                               std::filesystem::copy_options::overwrite_existing, ec);
+    if (ec) return Fail(from + ": " + ec.message());
+  }
   std::fprintf(stderr, "make-tiny: wrote %s\n", s.out.c_str());
   return 0;
 }

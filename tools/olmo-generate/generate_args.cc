@@ -108,12 +108,17 @@ std::string GenerateUsage() {
   return R"(olmo-generate: offline Olmo 3 generation on the CPU (the reference driver).
 
 Usage:
-  olmo-generate --model DIR (--prompt-ids 1,2,3 | --batch FILE.jsonl) [options]
+  olmo-generate --model DIR (--prompt-ids 1,2,3 | --prompt TEXT | --chat TEXT | --batch FILE.jsonl)
+                [options]
 
 Input:
   --model DIR              HF checkpoint directory (config.json, safetensors; optional
                            generation_config.json, whose eos_token_id are the stop ids)
   --prompt-ids IDS         one prompt as comma-separated token ids
+  --prompt TEXT            one prompt as text (needs tokenizer.json in the model directory;
+                           added-token text such as <|im_start|> becomes control tokens)
+  --chat TEXT              one user message rendered with the checkpoint's chat template
+                           (chat_template.jinja or tokenizer_config.json)
   --batch FILE             JSONL, one {"prompt_ids":[...]} per line, with optional per-prompt
                            overrides: temperature top_k top_p min_p repetition_penalty
                            presence_penalty frequency_penalty min_tokens max_tokens seed
@@ -149,7 +154,8 @@ Parallel (launch tp x pp ranks with mpirun; rank 0 prints, see deploy/local/mpir
 
 Output: one JSON object per prompt on stdout, in input order:
   {"prompt_ids":[...],"token_ids":[...],"logprobs":[...],"top_logprobs":[[{"id":..,"logprob":..}]],
-   "finish_reason":"stop"|"length"}
+   "finish_reason":"stop"|"length"}  (plus "text", the decoded output, when the model directory
+  has a tokenizer.json)
 logprobs[i] is the log-probability of token_ids[i] under the unmodified model distribution. A stop
 token ends generation and is included in token_ids. Logs go to stderr.
 )";
@@ -168,7 +174,7 @@ absl::StatusOr<std::vector<int32_t>> ParseIdList(const std::string& text) {
 absl::StatusOr<GenerateArgs> ParseGenerateArgs(int argc, char** argv) {
   GenerateArgs args;
   PromptSpec defaults;
-  std::optional<std::string> prompt_ids, batch_file;
+  std::optional<std::string> prompt_ids, batch_file, prompt_text;
   for (int i = 1; i < argc; ++i) {
     std::string flag = argv[i];
     if (flag == "--help" || flag == "-h") {
@@ -189,6 +195,8 @@ absl::StatusOr<GenerateArgs> ParseGenerateArgs(int argc, char** argv) {
     if (flag == "--model") args.model_dir = v;
     else if (flag == "--prompt-ids") prompt_ids = v;
     else if (flag == "--batch") batch_file = v;
+    else if (flag == "--prompt") prompt_text = v;
+    else if (flag == "--chat") { prompt_text = v; args.chat = true; }
     else if (flag == "--max-tokens") { OLMO_ASSIGN_OR_RETURN(defaults.max_tokens, ParseNumber<int32_t>(flag, v)); }
     else if (flag == "--temperature") { OLMO_ASSIGN_OR_RETURN(s.temperature, ParseNumber<float>(flag, v)); }
     else if (flag == "--top-k") { OLMO_ASSIGN_OR_RETURN(s.top_k, ParseNumber<int32_t>(flag, v)); }
@@ -215,14 +223,24 @@ absl::StatusOr<GenerateArgs> ParseGenerateArgs(int argc, char** argv) {
     }
   }
   if (args.model_dir.empty()) return absl::InvalidArgumentError("--model: required");
-  if (prompt_ids.has_value() == batch_file.has_value()) {
-    return absl::InvalidArgumentError("give exactly one of --prompt-ids and --batch");
+  if (prompt_ids.has_value() + batch_file.has_value() + prompt_text.has_value() != 1) {
+    return absl::InvalidArgumentError(
+        "give exactly one of --prompt-ids, --prompt, --chat and --batch");
   }
   if (args.max_batch_tokens < 1) return absl::InvalidArgumentError("--max-batch-tokens: must be >= 1");
   if (args.block_size < 1) return absl::InvalidArgumentError("--block-size: must be >= 1");
   if (args.kv_cache_mib < 0) return absl::InvalidArgumentError("--kv-cache-mib: must be >= 0");
   if (args.threads < 0) return absl::InvalidArgumentError("--threads: must be >= 0");
   if (args.tp < 1 || args.pp < 1) return absl::InvalidArgumentError("--tp and --pp: must be >= 1");
+  if (prompt_text.has_value()) {  // tokenized once the model directory is known
+    PromptSpec p = defaults;
+    p.prompt_ids = {0};
+    OLMO_RETURN_IF_ERROR(ValidateSpec(p, "--"));
+    p.prompt_ids.clear();
+    args.prompt_text = *prompt_text;
+    args.prompts.push_back(std::move(p));
+    return args;
+  }
   if (prompt_ids.has_value()) {
     PromptSpec p = defaults;
     OLMO_ASSIGN_OR_RETURN(p.prompt_ids, ParseIdList(*prompt_ids));

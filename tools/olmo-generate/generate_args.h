@@ -29,6 +29,10 @@ struct GenerateArgs {
   int pp = 1;  // pipeline stages (under mpirun)
   double watchdog_s = 300.0;  // a collective running longer aborts the group (0: off)
   bool report_ranks = false;  // each rank prints busy time and bytes sent per step
+  // --prompt / --chat: text for prompts[0], tokenized by the model directory's tokenizer.json
+  // (chat: rendered as one user turn with the checkpoint's chat template).
+  std::string prompt_text;
+  bool chat = false;
   bool help = false;
 };
 

@@ -2,6 +2,7 @@
 // under mpirun (rank 0 prints). See --help.
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <chrono>
 #include <map>
@@ -9,6 +10,8 @@
 
 #include "absl/strings/str_format.h"
 #include "common/parallel_config.h"
+#include "coordinator/tokenizer/chat_template.h"
+#include "coordinator/tokenizer/tokenizer.h"
 #include "coordinator/engine/engine.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/sinks/stdout_color_sinks.h"
@@ -82,9 +85,51 @@ olmo::step::LocalWorkerOptions WorkerOptions(const olmo::tools::GenerateArgs& ar
   return o;
 }
 
+// The model directory's tokenizer, when it has a tokenizer.json (null otherwise).
+std::unique_ptr<olmo::tokenizer::Tokenizer> MaybeTokenizer(const std::string& dir) {
+  if (!std::filesystem::exists(dir + "/tokenizer.json")) return nullptr;
+  auto t = olmo::tokenizer::Tokenizer::FromTokenizerJson(dir);
+  if (!t.ok()) {
+    spdlog::warn("tokenizer.json not usable, output has no text: {}",
+                 std::string(t.status().message()));
+    return nullptr;
+  }
+  return std::move(*t);
+}
+
+// Fills prompts[0] from --prompt / --chat text.
+absl::Status TokenizePrompt(olmo::tools::GenerateArgs* args,
+                            const olmo::tokenizer::Tokenizer* tok) {
+  if (tok == nullptr) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "%s: --prompt/--chat need a tokenizer.json in the model directory", args->model_dir));
+  }
+  std::vector<int32_t> ids;
+  if (args->chat) {
+    auto text = olmo::tokenizer::ReadChatTemplate(args->model_dir);
+    if (!text.ok()) return text.status();
+    auto kind = olmo::tokenizer::SelectChatTemplate(*text);
+    if (!kind.ok()) return kind.status();
+    auto segments = olmo::tokenizer::RenderChat(*tok, *kind, {{"user", args->prompt_text, {}, {}}},
+                                                /*add_generation_prompt=*/true);
+    if (!segments.ok()) return segments.status();
+    auto encoded = olmo::tokenizer::EncodeChat(*tok, *segments);
+    if (!encoded.ok()) return encoded.status();
+    ids = std::move(*encoded);
+  } else {
+    auto encoded = tok->Encode(args->prompt_text);
+    if (!encoded.ok()) return encoded.status();
+    ids = std::move(*encoded);
+  }
+  if (ids.empty()) return absl::InvalidArgumentError("--prompt: the text encodes to no tokens");
+  args->prompts[0].prompt_ids = std::move(ids);
+  return absl::OkStatus();
+}
+
 // Runs every prompt to completion on `executor` and prints one JSON line per prompt.
 int Generate(const olmo::tools::GenerateArgs& args, const olmo::ModelConfig& config,
              const std::string& fingerprint, olmo::StepExecutor* executor) {
+  std::unique_ptr<olmo::tokenizer::Tokenizer> tok = MaybeTokenizer(args.model_dir);
   olmo::engine::SchedulerConfig sconf;
   sconf.model_fingerprint = fingerprint;
   sconf.max_tokens_per_step = args.max_batch_tokens;
@@ -140,6 +185,10 @@ int Generate(const olmo::tools::GenerateArgs& args, const olmo::ModelConfig& con
     }
     j["top_logprobs"] = tops;
     j["finish_reason"] = outputs[i].finish_reason;
+    if (tok != nullptr) {
+      auto text = tok->Decode(outputs[i].token_ids, /*skip_special=*/true);
+      if (text.ok()) j["text"] = *text;
+    }
     std::cout << j.dump() << "\n";
   }
   return 0;
@@ -228,6 +277,10 @@ int main(int argc, char** argv) {
   absl::StatusOr<olmo::ModelConfig> config = olmo::ModelConfig::Load(args->model_dir);
   const bool quiet = args->tp * args->pp > 1 && QuietRank();
   if (!config.ok()) return quiet ? 1 : Fail(config.status());
+  if (!args->prompt_text.empty() || args->chat) {
+    auto tok = MaybeTokenizer(args->model_dir);
+    if (absl::Status st = TokenizePrompt(&*args, tok.get()); !st.ok()) return quiet ? 1 : Fail(st);
+  }
   if (absl::Status st = CheckPrompts(*args, *config); !st.ok()) return quiet ? 1 : Fail(st);
   if (args->tp * args->pp > 1) return RunGroup(&argc, &argv, *args, *config);
 

@@ -8,10 +8,10 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 # Enough work that the group is still generating when rank 1 is stopped.
 python_free_batch="$TMP/batch.jsonl"
-for i in $(seq 1 100); do echo "{\"prompt_ids\": [1, 2, 3, $i], \"max_tokens\": 240}"; done > "$python_free_batch"
+for i in $(seq 1 400); do echo "{\"prompt_ids\": [1, 2, 3, $((i % 300))], \"max_tokens\": 250}"; done > "$python_free_batch"
 start=$(date +%s)
 bash "$MPIRUN" 2 "$GEN" --model "$MODEL" --batch "$python_free_batch" --ignore-eos --tp 2 \
-  --watchdog-seconds 3 --max-batch-tokens 2 > "$TMP/out" 2> "$TMP/err" &
+  --watchdog-seconds 3 --max-batch-tokens 1 > "$TMP/out" 2> "$TMP/err" &
 launcher=$!
 # Find rank 1 by its environment once it runs, then stop it.
 victim=""

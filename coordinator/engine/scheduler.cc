@@ -15,6 +15,9 @@ absl::Status Scheduler::Add(const Request& request) {
     return absl::InvalidArgumentError(
         absl::StrFormat("max_tokens: must be >= 1, got %d", request.max_tokens));
   }
+  if (static_cast<int64_t>(request.resumed_output_ids.size()) >= request.max_tokens) {
+    return absl::InvalidArgumentError("resumed_output_ids: already at max_tokens");
+  }
   int64_t total = static_cast<int64_t>(request.prompt_ids.size()) + request.max_tokens;
   if (config_.max_model_len > 0 && total > config_.max_model_len) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -28,6 +31,9 @@ absl::Status Scheduler::Add(const Request& request) {
   s.request = request;
   s.arrival = next_arrival_++;
   s.tokens = request.prompt_ids;
+  s.tokens.insert(s.tokens.end(), request.resumed_output_ids.begin(),
+                  request.resumed_output_ids.end());
+  s.num_output = static_cast<int32_t>(request.resumed_output_ids.size());
   seqs_.emplace(request.seq_id, std::move(s));
   // Keep waiting_ ordered by (priority, arrival): insert after every entry that runs first.
   auto pos = std::find_if(waiting_.begin(), waiting_.end(), [&](int64_t id) {

@@ -33,6 +33,9 @@ struct Request {
   bool ignore_eos = false;  // do not stop at stop ids
   int32_t priority = 0;     // lower value runs first; FCFS inside a priority
   std::string cache_salt;   // requests share cached prefixes only with the same salt
+  // Output tokens already generated elsewhere (failover to another group): the sequence resumes
+  // after them, recomputing prompt + resumed tokens as its prefill; they count toward max_tokens.
+  std::vector<int32_t> resumed_output_ids;
 };
 
 enum class FinishReason { kNone, kStop, kLength, kAbort };

@@ -32,4 +32,10 @@ absl::StatusOr<std::string> ModelFingerprint(const std::string& model_dir,
   return hex;
 }
 
+absl::StatusOr<std::string> ModelFingerprint(const std::string& model_dir) {
+  auto checkpoint = Checkpoint::Open(model_dir);
+  if (!checkpoint.ok()) return checkpoint.status();
+  return ModelFingerprint(model_dir, **checkpoint);
+}
+
 }  // namespace olmo::checkpoint

@@ -13,5 +13,7 @@ namespace olmo::checkpoint {
 
 absl::StatusOr<std::string> ModelFingerprint(const std::string& model_dir,
                                              const Checkpoint& checkpoint);
+// Opens (maps) the checkpoint of `model_dir` for its tensor index; no weight bytes are read.
+absl::StatusOr<std::string> ModelFingerprint(const std::string& model_dir);
 
 }  // namespace olmo::checkpoint

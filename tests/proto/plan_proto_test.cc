@@ -1,4 +1,4 @@
-#include "coordinator/server/plan_proto.h"
+#include "proto/plan_proto.h"
 
 #include "common/plan_codec.h"
 #include "gtest/gtest.h"

@@ -1,4 +1,4 @@
-#include "coordinator/server/plan_proto.h"
+#include "proto/plan_proto.h"
 
 #include "absl/strings/str_format.h"
 

@@ -272,7 +272,7 @@ absl::StatusOr<v1::ShardPlan> Coordinator::Attach(const v1::AttachRequest& req) 
   }
   plan.set_block_size(options_.block_size);
   plan.set_kv_memory_fraction(options_.kv_memory_fraction);
-  plan.set_kv_memory_bytes(options_.kv_cache_mib << 20);
+  plan.set_kv_memory_bytes(static_cast<int64_t>(options_.kv_cache_mib * 1048576.0));
   plan.set_max_tokens_per_step(options_.max_tokens_per_step);
   plan.set_max_seqs(options_.max_seqs);
   plan.set_max_model_len(max_model_len_);

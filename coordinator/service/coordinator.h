@@ -36,7 +36,7 @@ struct CoordinatorOptions {
   std::string secret;              // shared with the workers; empty: no check
   std::string chat_template;       // built-in renderer override ("olmo_instruct", "olmo_think")
   int64_t block_size = 16;         // tokens per KV block
-  int64_t kv_cache_mib = 256;      // CPU workers: KV bytes per rank
+  double kv_cache_mib = 256;       // CPU workers: KV MiB per rank
   double kv_memory_fraction = 0.9; // GPU workers: of the memory left after weights + workspace
   int64_t max_tokens_per_step = 512;
   int64_t max_seqs = 256;

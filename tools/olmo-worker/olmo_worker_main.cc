@@ -26,6 +26,7 @@
 #include "worker/comm/mpi_comm.h"
 #include "worker/group/group_runner.h"
 #include "worker/step/local_worker.h"
+#include "worker/step/null_executor.h"
 
 namespace {
 
@@ -41,6 +42,7 @@ struct Args {
   double term_grace_seconds = 20;
   double heartbeat_seconds = 1;
   double watchdog_seconds = 300;
+  bool null_model = false;
   bool help = false;
 };
 
@@ -252,6 +254,8 @@ int main(int argc, char** argv) {
   flags.Add("heartbeat-seconds", &a.heartbeat_seconds, "heartbeat period");
   flags.Add("watchdog-seconds", &a.watchdog_seconds,
             "abort the group when a collective inside a step takes longer (0: off)");
+  flags.Add("null-model", &a.null_model,
+            "benchmark only: no model, deterministic tokens (one rank, no MPI)");
   flags.Add("help", &a.help, "print this help");
   auto parsed = flags.Parse(argc, argv);
   if (!parsed.ok()) return Fail(std::string(parsed.status().message()));
@@ -272,6 +276,21 @@ int main(int argc, char** argv) {
 
   auto config = olmo::ModelConfig::Load(a.model_dir);
   if (!config.ok()) return Fail(std::string(config.status().message()));
+  if (a.null_model) {  // the coordinator<->group round trip without model time
+    if (a.tp * a.pp != 1) return Fail("--null-model runs one rank: --tp 1 --pp 1");
+    auto address = ControlAddress(a);
+    if (!address.ok()) return Fail(std::string(address.status().message()));
+    auto stub = olmo::v1::WorkerControl::NewStub(
+        grpc::CreateChannel(*address, grpc::InsecureChannelCredentials()));
+    auto plan = AttachToCoordinator(a, stub.get());
+    if (!plan.ok()) return Fail(std::string(plan.status().message()));
+    olmo::ExecutorInfo info;
+    info.num_blocks[0] = info.num_blocks[1] = 1 << 20;
+    info.block_size = plan->block_size();
+    info.vocab_size = config->vocab_size;
+    olmo::step::NullExecutor executor(info);
+    return Lead(a, stub.get(), plan->group_id(), &executor, info);
+  }
   auto env = olmo::comm::MpiEnvironment::Create(&argc, &argv);
   if (!env.ok()) return Fail(std::string(env.status().message()));
   const int rank = (*env)->world_rank();

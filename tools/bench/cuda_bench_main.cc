@@ -1,7 +1,7 @@
 // olmo-bench-cuda: CUDA backend figures on the local GPU (prints; not a test). GEMM TFLOP/s at
 // Olmo 7B shapes (bf16 weights, cuBLASLt) for m = 1..4096 (at m = 1 also weight GB/s), and decode
-// attention over the paged f32 KV cache: batch 64, context 4096, 7B heads (32 q, 8 kv, 128):
-// effective GB/s = unique KV bytes / time.
+// attention over the paged f32 KV cache: batch 64, context 4096, 32 q heads, 8 kv heads, 128:
+// effective GB/s = unique KV bytes / time. (32 q / 8 kv heads of 128: the GQA ratio of 32B.)
 #include <cuda_runtime.h>
 
 #include <algorithm>

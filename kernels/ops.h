@@ -8,6 +8,8 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <span>
 #include <vector>
@@ -180,6 +182,73 @@ class Ops {
   virtual void Attention(const AttentionParams& p) = 0;
   virtual void SwiGlu(const SwiGluParams& p) = 0;
   virtual void LogSoftmax(const LogSoftmaxParams& p) = 0;
+
+  // Memory the ops' tensors live in: host memory on the CPU backend (these defaults), device
+  // memory on CUDA. Copy moves bytes between any two of host and backend memory (stream-ordered
+  // on CUDA: the host must Synchronize before reading what a Copy wrote to host memory); Zero
+  // clears backend memory. Alloc returns null when out of memory.
+  virtual bool on_device() const { return false; }
+  virtual void* Alloc(int64_t bytes) {
+    return std::aligned_alloc(64, static_cast<size_t>((bytes + 63) / 64 * 64));
+  }
+  virtual void Free(void* p) { std::free(p); }
+  virtual void Copy(void* dst, const void* src, int64_t bytes) {
+    std::memcpy(dst, src, static_cast<size_t>(bytes));
+  }
+  virtual void Zero(void* p, int64_t bytes) { std::memset(p, 0, static_cast<size_t>(bytes)); }
+  virtual void Synchronize() {}
+};
+
+// A typed buffer in an Ops backend's memory (host on CPU, device on CUDA). Resize keeps no
+// contents (every user rewrites its workspace each step); capacity only grows.
+template <typename T>
+class OpsBuffer {
+ public:
+  OpsBuffer() = default;
+  explicit OpsBuffer(Ops* ops) : ops_(ops) {}
+  OpsBuffer(const OpsBuffer&) = delete;
+  OpsBuffer& operator=(const OpsBuffer&) = delete;
+  OpsBuffer(OpsBuffer&& o) noexcept { *this = std::move(o); }
+  OpsBuffer& operator=(OpsBuffer&& o) noexcept {
+    std::swap(ops_, o.ops_);
+    std::swap(data_, o.data_);
+    std::swap(size_, o.size_);
+    std::swap(capacity_, o.capacity_);
+    return *this;
+  }
+  ~OpsBuffer() {
+    if (data_ != nullptr) ops_->Free(data_);
+  }
+  void set_ops(Ops* ops) { ops_ = ops; }
+  // False when the backend is out of memory.
+  bool resize(size_t n) {
+    if (n > capacity_) {
+      if (data_ != nullptr) ops_->Free(data_);
+      data_ = static_cast<T*>(ops_->Alloc(static_cast<int64_t>(n * sizeof(T))));
+      capacity_ = data_ != nullptr ? n : 0;
+      if (data_ == nullptr) {
+        size_ = 0;
+        return false;
+      }
+    }
+    size_ = n;
+    return true;
+  }
+  // Copies n host elements in.
+  bool Upload(const T* host, size_t n) {
+    if (!resize(n)) return false;
+    ops_->Copy(data_, host, static_cast<int64_t>(n * sizeof(T)));
+    return true;
+  }
+  T* data() { return data_; }
+  const T* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  Ops* ops_ = nullptr;
+  T* data_ = nullptr;
+  size_t size_ = 0;
+  size_t capacity_ = 0;
 };
 
 enum class MatmulPath : uint8_t {

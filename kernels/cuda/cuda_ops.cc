@@ -5,6 +5,7 @@
 
 #include <cublasLt.h>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -166,6 +167,27 @@ class CudaOps final : public Ops {
   void Attention(const AttentionParams& p) override { cuda::Attention(p, stream_); }
   void SwiGlu(const SwiGluParams& p) override { cuda::SwiGlu(p, stream_); }
   void LogSoftmax(const LogSoftmaxParams& p) override { cuda::LogSoftmax(p, stream_); }
+
+  bool on_device() const override { return true; }
+  void* Alloc(int64_t bytes) override {
+    void* p = nullptr;
+    if (cudaMalloc(&p, static_cast<size_t>(std::max<int64_t>(bytes, 1))) != cudaSuccess) {
+      spdlog::error("cudaMalloc of {} bytes failed", bytes);
+      return nullptr;
+    }
+    return p;
+  }
+  void Free(void* p) override { cudaFree(p); }
+  void Copy(void* dst, const void* src, int64_t bytes) override {
+    if (bytes > 0) cudaMemcpyAsync(dst, src, static_cast<size_t>(bytes), cudaMemcpyDefault, stream_);
+  }
+  void Zero(void* p, int64_t bytes) override {
+    if (bytes > 0) cudaMemsetAsync(p, 0, static_cast<size_t>(bytes), stream_);
+  }
+  void Synchronize() override {
+    cudaError_t err = cudaStreamSynchronize(stream_);
+    if (err != cudaSuccess) spdlog::critical("CUDA: {}", cudaGetErrorString(err));
+  }
 
  private:
   static constexpr size_t kWorkspaceBytes = 32u << 20;

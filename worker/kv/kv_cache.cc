@@ -3,8 +3,8 @@
 namespace olmo::kv {
 
 KvCache::KvCache(const KvCacheShape& shape, const std::vector<LayerType>& layer_types,
-                 int64_t layer_begin, int64_t layer_end)
-    : shape_(shape), layer_begin_(layer_begin) {
+                 int64_t layer_begin, int64_t layer_end, kernels::Ops* ops)
+    : shape_(shape), layer_begin_(layer_begin), use_ops_(ops != nullptr) {
   std::array<int64_t, kNumKvGroups> count = {0, 0};
   for (int64_t l = layer_begin; l < layer_end; ++l) {
     int g = GroupOf(layer_types[l]);
@@ -13,8 +13,24 @@ KvCache::KvCache(const KvCacheShape& shape, const std::vector<LayerType>& layer_
   }
   int64_t per_block = 2 * shape.kv_heads * shape.block_size * shape.head_dim;
   for (int g = 0; g < kNumKvGroups; ++g) {
-    data_[g].assign(static_cast<size_t>(count[g] * shape.num_blocks[g] * per_block), 0.0f);
+    floats_[g] = count[g] * shape.num_blocks[g] * per_block;
+    if (!use_ops_) {
+      host_[g].assign(static_cast<size_t>(floats_[g]), 0.0f);
+      continue;
+    }
+    backend_[g].set_ops(ops);
+    if (backend_[g].resize(static_cast<size_t>(floats_[g]))) {
+      ops->Zero(backend_[g].data(), floats_[g] * static_cast<int64_t>(sizeof(float)));
+    }
   }
+}
+
+bool KvCache::ok() const {
+  if (!use_ops_) return true;
+  for (int g = 0; g < kNumKvGroups; ++g) {
+    if (floats_[g] > 0 && backend_[g].data() == nullptr) return false;
+  }
+  return true;
 }
 
 kernels::KvLayerView KvCache::Layer(int64_t layer) {
@@ -23,7 +39,8 @@ kernels::KvLayerView KvCache::Layer(int64_t layer) {
   int64_t per_layer = shape_.num_blocks[g] * 2 * shape_.kv_heads * shape_.block_size *
                       shape_.head_dim;
   kernels::KvLayerView v;
-  v.data = data_[g].data() + layer_index_[local] * per_layer;
+  float* base = use_ops_ ? backend_[g].data() : host_[g].data();
+  v.data = base + layer_index_[local] * per_layer;
   v.num_blocks = shape_.num_blocks[g];
   v.kv_heads = shape_.kv_heads;
   v.block_size = shape_.block_size;
@@ -38,7 +55,7 @@ int64_t KvCache::block_bytes() const {
 
 int64_t KvCache::total_bytes() const {
   int64_t n = 0;
-  for (const auto& d : data_) n += static_cast<int64_t>(d.size() * sizeof(float));
+  for (int64_t f : floats_) n += f * static_cast<int64_t>(sizeof(float));
   return n;
 }
 

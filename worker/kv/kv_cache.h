@@ -22,9 +22,12 @@ struct KvCacheShape {
 
 class KvCache {
  public:
-  // `layer_types[i]` for the global layers [layer_begin, layer_end) this rank holds.
+  // `layer_types[i]` for the global layers [layer_begin, layer_end) this rank holds. The bytes
+  // live in `ops`'s memory (device memory on CUDA); null ops: host memory.
   KvCache(const KvCacheShape& shape, const std::vector<LayerType>& layer_types,
-          int64_t layer_begin, int64_t layer_end);
+          int64_t layer_begin, int64_t layer_end, kernels::Ops* ops = nullptr);
+  // False when the backend could not allocate the blocks.
+  bool ok() const;
 
   const KvCacheShape& shape() const { return shape_; }
   static int GroupOf(LayerType t) { return t == LayerType::kFull ? kKvGroupFull : kKvGroupSliding; }
@@ -43,7 +46,10 @@ class KvCache {
   int64_t layer_begin_;
   std::vector<int> layer_group_;          // per local layer
   std::vector<int64_t> layer_index_;      // index of the local layer inside its group
-  std::array<std::vector<float>, kNumKvGroups> data_;
+  std::array<std::vector<float>, kNumKvGroups> host_;         // without ops
+  std::array<kernels::OpsBuffer<float>, kNumKvGroups> backend_;  // with ops
+  std::array<int64_t, kNumKvGroups> floats_ = {0, 0};
+  bool use_ops_ = false;
 };
 
 }  // namespace olmo::kv

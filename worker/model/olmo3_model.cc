@@ -45,8 +45,23 @@ absl::StatusOr<std::unique_ptr<kernels::PackedWeight>> PackColumns(
   return ops->PackWeight(std::span<const kernels::WeightView>(&v, 1));
 }
 
-std::vector<float> SliceOf(const std::vector<float>& v, int64_t begin, int64_t end) {
-  return std::vector<float>(v.begin() + begin, v.begin() + end);
+// v[begin, end) copied into the backend's memory.
+absl::StatusOr<kernels::OpsBuffer<float>> ToBackend(kernels::Ops* ops, const std::vector<float>& v,
+                                                    int64_t begin = 0, int64_t end = -1) {
+  if (end < 0) end = static_cast<int64_t>(v.size());
+  kernels::OpsBuffer<float> b(ops);
+  if (!b.Upload(v.data() + begin, static_cast<size_t>(end - begin))) {
+    return absl::ResourceExhaustedError("out of backend memory for a norm weight");
+  }
+  return b;
+}
+
+absl::Status Resize(kernels::OpsBuffer<float>& b, int64_t n, const char* what) {
+  if (!b.resize(static_cast<size_t>(n))) {
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("out of backend memory for the %s workspace (%d floats)", what, n));
+  }
+  return absl::OkStatus();
 }
 
 
@@ -88,6 +103,11 @@ absl::StatusOr<std::unique_ptr<Olmo3Model>> Olmo3Model::Load(
   m->vocab_begin_ = vocab.begin;
   m->vocab_local_ = vocab.size();
   m->vocab_slice_max_ = SplitEvenly(config.vocab_size, options.tp, 0).size();
+  if (ops->on_device() && options.tp > 1) {
+    return absl::UnimplementedError(
+        "tensor parallelism on a device backend needs NcclComm on device buffers (not wired yet)");
+  }
+  m->BindBuffers();
   m->rope_full_ = kernels::MakeRopeTable(config.rope_full, config.head_dim);
   m->rope_sliding_ = kernels::MakeRopeTable(
       options.yarn_on_all_layers ? config.rope_full : config.rope_sliding, config.head_dim);
@@ -95,6 +115,14 @@ absl::StatusOr<std::unique_ptr<Olmo3Model>> Olmo3Model::Load(
   if (m->is_first_stage()) {
     OLMO_ASSIGN_OR_RETURN(m->embedding_,
                           RowSlice(ckpt, names::Embedding(), vocab.begin, vocab.end));
+    if (ops->on_device()) {  // the gather reads the table on the device
+      const int64_t bytes = m->embedding_.rows * m->embedding_.cols * DTypeSize(m->embedding_.dtype);
+      if (!m->embedding_copy_.Upload(static_cast<const uint8_t*>(m->embedding_.data),
+                                     static_cast<size_t>(bytes))) {
+        return absl::ResourceExhaustedError("out of device memory for the embedding");
+      }
+      m->embedding_.data = m->embedding_copy_.data();
+    }
   }
   int64_t total = m->layer_end_ - m->layer_begin_;
   for (int64_t l = m->layer_begin_; l < m->layer_end_; ++l) {
@@ -116,10 +144,14 @@ absl::StatusOr<std::unique_ptr<Olmo3Model>> Olmo3Model::Load(
                                                   inter.begin, inter.end));
     OLMO_ASSIGN_OR_RETURN(std::vector<float> q_norm, Vector(ckpt, n("self_attn.q_norm.weight")));
     OLMO_ASSIGN_OR_RETURN(std::vector<float> k_norm, Vector(ckpt, n("self_attn.k_norm.weight")));
-    layer.q_norm = SliceOf(q_norm, q0, q1);
-    layer.k_norm = SliceOf(k_norm, k0, k1);
-    OLMO_ASSIGN_OR_RETURN(layer.post_attn_norm, Vector(ckpt, n("post_attention_layernorm.weight")));
-    OLMO_ASSIGN_OR_RETURN(layer.post_ff_norm, Vector(ckpt, n("post_feedforward_layernorm.weight")));
+    OLMO_ASSIGN_OR_RETURN(layer.q_norm, ToBackend(ops, q_norm, q0, q1));
+    OLMO_ASSIGN_OR_RETURN(layer.k_norm, ToBackend(ops, k_norm, k0, k1));
+    OLMO_ASSIGN_OR_RETURN(std::vector<float> post_attn,
+                          Vector(ckpt, n("post_attention_layernorm.weight")));
+    OLMO_ASSIGN_OR_RETURN(std::vector<float> post_ff,
+                          Vector(ckpt, n("post_feedforward_layernorm.weight")));
+    OLMO_ASSIGN_OR_RETURN(layer.post_attn_norm, ToBackend(ops, post_attn));
+    OLMO_ASSIGN_OR_RETURN(layer.post_ff_norm, ToBackend(ops, post_ff));
     bool full = config.is_full(l);
     layer.rope = full ? &m->rope_full_ : &m->rope_sliding_;
     layer.window = full ? 0 : config.sliding_window;
@@ -132,7 +164,8 @@ absl::StatusOr<std::unique_ptr<Olmo3Model>> Olmo3Model::Load(
                  full ? "full" : "sliding", bytes / 1048576.0);
   }
   if (m->is_last_stage()) {
-    OLMO_ASSIGN_OR_RETURN(m->final_norm_, Vector(ckpt, names::FinalNorm()));
+    OLMO_ASSIGN_OR_RETURN(std::vector<float> final_norm, Vector(ckpt, names::FinalNorm()));
+    OLMO_ASSIGN_OR_RETURN(m->final_norm_, ToBackend(ops, final_norm));
     std::vector<kernels::WeightView> head(1);
     OLMO_ASSIGN_OR_RETURN(head[0], RowSlice(ckpt, names::LmHead(), vocab.begin, vocab.end));
     OLMO_ASSIGN_OR_RETURN(m->lm_head_, PackViews(ops, head));
@@ -150,7 +183,7 @@ absl::Status Olmo3Model::RunLayer(int64_t layer_index, const Layer& L, const For
   const int64_t d = c.hidden_size, qw = nq_ * c.head_dim, kw = nkv_ * c.head_dim;
   const int64_t qkv_w = qw + 2 * kw;
   const float eps = static_cast<float>(c.rms_norm_eps);
-  qkv_.resize(static_cast<size_t>(T * qkv_w));
+  OLMO_RETURN_IF_ERROR(Resize(qkv_, T * qkv_w, "qkv"));
   ops_->Matmul({x_.data(), T, L.qkv.get(), qkv_.data()});
 
   // QK-norm over the FULL q (and k) width: per-token partial sums of squares of this rank's
@@ -159,7 +192,7 @@ absl::Status Olmo3Model::RunLayer(int64_t layer_index, const Layer& L, const For
   float* q = qkv_.data();
   float* k = q + qw;
   float* v = k + kw;
-  sum_sq_.resize(static_cast<size_t>(2 * T));
+  OLMO_RETURN_IF_ERROR(Resize(sum_sq_, 2 * T, "sum of squares"));
   float* q_sq = sum_sq_.data();
   float* k_sq = q_sq + T;
   ops_->SumSquares({q, T, qw, qkv_w, q_sq});
@@ -170,21 +203,21 @@ absl::Status Olmo3Model::RunLayer(int64_t layer_index, const Layer& L, const For
   OLMO_RETURN_IF_ERROR(AllReduce(sum_sq_.data(), 2 * T));
   ops_->RmsScale({q, T, qw, qkv_w, q_sq, L.q_norm.data(), c.q_width(), eps});
   ops_->RmsScale({k, T, kw, qkv_w, k_sq, L.k_norm.data(), c.kv_width(), eps});
-  ops_->Rope({q, T, nq_, c.head_dim, qkv_w, b.positions.data(), L.rope});
-  ops_->Rope({k, T, nkv_, c.head_dim, qkv_w, b.positions.data(), L.rope});
+  ops_->Rope({q, T, nq_, c.head_dim, qkv_w, inputs_.positions, L.rope});
+  ops_->Rope({k, T, nkv_, c.head_dim, qkv_w, inputs_.positions, L.rope});
 
   kernels::KvLayerView kv = cache->Layer(layer_index);
-  ops_->KvWrite({k, v, qkv_w, qkv_w, T, b.slots[L.group].data(), kv});
-  attn_.resize(static_cast<size_t>(T * qw));
+  ops_->KvWrite({k, v, qkv_w, qkv_w, T, inputs_.slots[L.group], kv});
+  OLMO_RETURN_IF_ERROR(Resize(attn_, T * qw, "attention"));
   kernels::AttentionParams ap;
   ap.q = q;
   ap.q_stride = qkv_w;
   ap.out = attn_.data();
   ap.num_tokens = T;
   ap.num_heads = nq_;
-  ap.positions = b.positions.data();
-  ap.token_seq = b.token_seq.data();
-  ap.block_tables = b.block_tables[L.group].data();
+  ap.positions = inputs_.positions;
+  ap.token_seq = inputs_.token_seq;
+  ap.block_tables = inputs_.tables[L.group];
   ap.max_blocks = b.max_blocks[L.group];
   ap.window = L.window;
   ap.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)));
@@ -192,18 +225,59 @@ absl::Status Olmo3Model::RunLayer(int64_t layer_index, const Layer& L, const For
   ops_->Attention(ap);
 
   // h = x + RMSNorm(o_proj(attn)); out = h + RMSNorm(mlp(h)).
-  proj_.resize(static_cast<size_t>(T * d));
+  OLMO_RETURN_IF_ERROR(Resize(proj_, T * d, "projection"));
   ops_->Matmul({attn_.data(), T, L.o.get(), proj_.data()});
   OLMO_RETURN_IF_ERROR(AllReduce(proj_.data(), T * d));  // row-parallel o_proj
   ops_->RmsNorm({proj_.data(), x_.data(), L.post_attn_norm.data(), x_.data(), T, d, eps});
   const int64_t I = inter_local_;
-  gate_up_.resize(static_cast<size_t>(T * 2 * I));
+  OLMO_RETURN_IF_ERROR(Resize(gate_up_, T * 2 * I, "gate_up"));
   ops_->Matmul({x_.data(), T, L.gate_up.get(), gate_up_.data()});
-  act_.resize(static_cast<size_t>(T * I));
+  OLMO_RETURN_IF_ERROR(Resize(act_, T * I, "activation"));
   ops_->SwiGlu({gate_up_.data(), act_.data(), T, I});
   ops_->Matmul({act_.data(), T, L.down.get(), proj_.data()});
   OLMO_RETURN_IF_ERROR(AllReduce(proj_.data(), T * d));  // row-parallel down_proj
   ops_->RmsNorm({proj_.data(), x_.data(), L.post_ff_norm.data(), x_.data(), T, d, eps});
+  return absl::OkStatus();
+}
+
+void Olmo3Model::BindBuffers() {
+  for (auto* b : {&x_, &qkv_, &attn_, &proj_, &gate_up_, &act_, &sum_sq_, &final_x_}) {
+    b->set_ops(ops_);
+  }
+  for (auto* b : {&ids_dev_, &positions_dev_, &token_seq_dev_}) b->set_ops(ops_);
+  for (int g = 0; g < kNumKvGroups; ++g) {
+    tables_dev_[g].set_ops(ops_);
+    slots_dev_[g].set_ops(ops_);
+  }
+  embedding_copy_.set_ops(ops_);
+  final_norm_.set_ops(ops_);
+}
+
+// The CPU backend reads the batch's vectors directly; a device backend gets copies.
+absl::Status Olmo3Model::StageInputs(const ForwardBatch& b) {
+  if (!ops_->on_device()) {
+    inputs_.ids = b.token_ids.data();
+    inputs_.positions = b.positions.data();
+    inputs_.token_seq = b.token_seq.data();
+    for (int g = 0; g < kNumKvGroups; ++g) {
+      inputs_.tables[g] = b.block_tables[g].data();
+      inputs_.slots[g] = b.slots[g].data();
+    }
+    return absl::OkStatus();
+  }
+  bool ok = ids_dev_.Upload(b.token_ids.data(), b.token_ids.size()) &&
+            positions_dev_.Upload(b.positions.data(), b.positions.size()) &&
+            token_seq_dev_.Upload(b.token_seq.data(), b.token_seq.size());
+  for (int g = 0; g < kNumKvGroups; ++g) {
+    ok = ok && tables_dev_[g].Upload(b.block_tables[g].data(), b.block_tables[g].size()) &&
+         slots_dev_[g].Upload(b.slots[g].data(), b.slots[g].size());
+    inputs_.tables[g] = tables_dev_[g].data();
+    inputs_.slots[g] = slots_dev_[g].data();
+  }
+  if (!ok) return absl::ResourceExhaustedError("out of device memory for the step's inputs");
+  inputs_.ids = ids_dev_.data();
+  inputs_.positions = positions_dev_.data();
+  inputs_.token_seq = token_seq_dev_.data();
   return absl::OkStatus();
 }
 
@@ -229,7 +303,8 @@ absl::Status Olmo3Model::ForwardStage(const ForwardBatch& b, kv::KvCache* cache,
     out->clear();
     return absl::OkStatus();
   }
-  x_.resize(static_cast<size_t>(T * d));
+  OLMO_RETURN_IF_ERROR(Resize(x_, T * d, "hidden"));
+  OLMO_RETURN_IF_ERROR(StageInputs(b));
   if (is_first_stage()) {
     for (int32_t id : b.token_ids) {
       if (id < 0 || id >= c.vocab_size) {
@@ -238,37 +313,47 @@ absl::Status Olmo3Model::ForwardStage(const ForwardBatch& b, kv::KvCache* cache,
       }
     }
     // Vocab-parallel embedding: masked lookup of this rank's rows, then a sum over the group.
-    ops_->Embedding({b.token_ids.data(), T, embedding_, vocab_begin_, x_.data()});
+    ops_->Embedding({inputs_.ids, T, embedding_, vocab_begin_, x_.data()});
     OLMO_RETURN_IF_ERROR(AllReduce(x_.data(), T * d));
   } else {
     if (hidden_in == nullptr) return absl::InvalidArgumentError("stage needs input hidden states");
-    std::copy_n(hidden_in, T * d, x_.data());
+    ops_->Copy(x_.data(), hidden_in, T * d * static_cast<int64_t>(sizeof(float)));
   }
   for (int64_t l = layer_begin_; l < layer_end_; ++l) {
     OLMO_RETURN_IF_ERROR(RunLayer(l, layers_[l - layer_begin_], b, cache));
   }
   if (!is_last_stage()) {
-    out->assign(x_.begin(), x_.end());
+    out->resize(static_cast<size_t>(T * d));
+    ops_->Copy(out->data(), x_.data(), T * d * static_cast<int64_t>(sizeof(float)));
+    ops_->Synchronize();
     return absl::OkStatus();
   }
   std::vector<float>* logits = out;
   const int64_t R = static_cast<int64_t>(b.logit_rows.size());
-  final_x_.resize(static_cast<size_t>(R * d));
+  OLMO_RETURN_IF_ERROR(Resize(final_x_, R * d, "final hidden"));
   for (int64_t r = 0; r < R; ++r) {
-    std::copy_n(x_.data() + b.logit_rows[r] * d, d, final_x_.data() + r * d);
+    ops_->Copy(final_x_.data() + r * d, x_.data() + b.logit_rows[r] * d,
+               d * static_cast<int64_t>(sizeof(float)));
   }
   ops_->RmsNorm({final_x_.data(), nullptr, final_norm_.data(), final_x_.data(), R, d,
                  static_cast<float>(c.rms_norm_eps)});
   logits->resize(static_cast<size_t>(R * c.vocab_size));
   if (tp_ == 1) {
-    ops_->Matmul({final_x_.data(), R, lm_head_.get(), logits->data()});
+    if (!ops_->on_device()) {
+      ops_->Matmul({final_x_.data(), R, lm_head_.get(), logits->data()});
+      return absl::OkStatus();
+    }
+    OLMO_RETURN_IF_ERROR(Resize(proj_, R * c.vocab_size, "logits"));
+    ops_->Matmul({final_x_.data(), R, lm_head_.get(), proj_.data()});
+    ops_->Copy(logits->data(), proj_.data(), R * c.vocab_size * static_cast<int64_t>(sizeof(float)));
+    ops_->Synchronize();
     return absl::OkStatus();
   }
   // Vocab-parallel lm_head: local logits [R, vocab_local] padded to the largest slice, gathered
   // from every rank, reassembled as [R, vocab].
   const int64_t vmax = vocab_slice_max_;
   std::vector<float> local(static_cast<size_t>(R * vmax), 0.0f);
-  proj_.resize(static_cast<size_t>(R * vocab_local_));
+  OLMO_RETURN_IF_ERROR(Resize(proj_, R * vocab_local_, "logits"));
   ops_->Matmul({final_x_.data(), R, lm_head_.get(), proj_.data()});
   for (int64_t r = 0; r < R; ++r) {
     std::copy_n(proj_.data() + r * vocab_local_, vocab_local_, local.data() + r * vmax);

@@ -78,7 +78,7 @@ class Olmo3Model {
     std::unique_ptr<kernels::PackedWeight> o;        // [hidden, q_width]
     std::unique_ptr<kernels::PackedWeight> gate_up;  // [2 intermediate, hidden]
     std::unique_ptr<kernels::PackedWeight> down;     // [hidden, intermediate]
-    std::vector<float> q_norm, k_norm, post_attn_norm, post_ff_norm;  // f32
+    kernels::OpsBuffer<float> q_norm, k_norm, post_attn_norm, post_ff_norm;  // f32, backend memory
     const kernels::RopeTable* rope = nullptr;
     int64_t window = 0;  // 0 = full attention
     int group = 0;       // KV group
@@ -93,14 +93,28 @@ class Olmo3Model {
   kernels::Ops* ops_ = nullptr;
   int64_t layer_begin_ = 0;
   int64_t layer_end_ = 0;
-  kernels::WeightView embedding_;
+  kernels::WeightView embedding_;  // the checkpoint mapping, or embedding_copy_ on a device
+  kernels::OpsBuffer<uint8_t> embedding_copy_;
   std::unique_ptr<kernels::PackedWeight> lm_head_;
-  std::vector<float> final_norm_;
+  kernels::OpsBuffer<float> final_norm_;
   kernels::RopeTable rope_full_, rope_sliding_;
   std::vector<Layer> layers_;
   int64_t weight_bytes_ = 0;
-  // Workspaces, resized per step.
-  std::vector<float> x_, qkv_, attn_, proj_, gate_up_, act_, sum_sq_, final_x_, gathered_;
+  // Workspaces in the backend's memory, resized per step.
+  kernels::OpsBuffer<float> x_, qkv_, attn_, proj_, gate_up_, act_, sum_sq_, final_x_;
+  std::vector<float> gathered_;  // host (TP all-gather of logits)
+  // The step's inputs in backend memory (device backends only; the CPU reads the batch itself).
+  kernels::OpsBuffer<int32_t> ids_dev_, positions_dev_, token_seq_dev_;
+  std::array<kernels::OpsBuffer<int32_t>, kNumKvGroups> tables_dev_;
+  std::array<kernels::OpsBuffer<int64_t>, kNumKvGroups> slots_dev_;
+  struct StepInputs {
+    const int32_t *ids, *positions, *token_seq;
+    const int32_t* tables[kNumKvGroups];
+    const int64_t* slots[kNumKvGroups];
+  };
+  StepInputs inputs_{};
+  absl::Status StageInputs(const ForwardBatch& batch);
+  void BindBuffers();
   // Tensor parallelism.
   int tp_ = 1;
   comm::Comm* tpc_ = nullptr;

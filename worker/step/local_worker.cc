@@ -19,7 +19,11 @@ absl::StatusOr<std::unique_ptr<LocalWorker>> LoadLocalWorker(const std::string& 
                         checkpoint::Checkpoint::Open(model_dir));
   OLMO_ASSIGN_OR_RETURN(w->fingerprint, checkpoint::ModelFingerprint(model_dir, *ckpt));
   w->checkpoint = std::move(ckpt);
-  w->ops = kernels::MakeCpuOps(options.ops);
+  if (options.make_ops) {
+    OLMO_ASSIGN_OR_RETURN(w->ops, options.make_ops());
+  } else {
+    w->ops = kernels::MakeCpuOps(options.ops);
+  }
   OLMO_ASSIGN_OR_RETURN(w->model,
                         model::Olmo3Model::Load(w->config, w->checkpoint, w->ops.get(),
                                                 options.model));
@@ -37,8 +41,14 @@ absl::StatusOr<std::unique_ptr<LocalWorker>> LoadLocalWorker(const std::string& 
   if (shape.num_blocks[kKvGroupFull] < 1) {
     return absl::InvalidArgumentError("kv cache: the budget holds no KV block");
   }
-  auto cache = std::make_unique<kv::KvCache>(shape, w->config.layer_types, w->model->layer_begin(),
-                                             w->model->layer_end());
+  auto cache = std::make_unique<kv::KvCache>(
+      shape, w->config.layer_types, w->model->layer_begin(), w->model->layer_end(),
+      w->ops->on_device() ? w->ops.get() : nullptr);
+  if (!cache->ok()) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "kv cache: cannot allocate %d blocks (%.1f MiB) on the device", shape.num_blocks[0],
+        cache->total_bytes() / 1048576.0));
+  }
   spdlog::info("KV cache: {} blocks x {} tokens per group, {:.1f} MiB", shape.num_blocks[0],
                shape.block_size, cache->total_bytes() / 1048576.0);
   w->runner = std::make_unique<StepRunner>(w->model.get(), std::move(cache));

@@ -2,6 +2,7 @@
 // checkpoint, CPU ops, the model, its KV cache and the StepRunner (the in-process StepExecutor).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -19,6 +20,8 @@ struct LocalWorkerOptions {
   int64_t num_blocks = 0;     // KV blocks per group; 0 -> from kv_cache_bytes
   int64_t kv_cache_bytes = 256ll << 20;
   kernels::CpuOpsOptions ops;
+  // Another backend (e.g. CUDA): when set, its Ops run the model and hold the KV cache.
+  std::function<absl::StatusOr<std::unique_ptr<kernels::Ops>>()> make_ops;
   model::ModelOptions model;
 };
 

@@ -142,6 +142,7 @@ Engine:
   --block-size N           tokens per KV-cache block (default 16)
   --kv-cache-mib N         KV cache size; default: enough for every prompt at once
   --threads N              compute threads (default: all cores)
+  --device cpu|cuda        compute backend (cuda: the GPU of the rank's local rank; default cpu)
   --matmul blas            use f32 panels + OpenBLAS sgemm instead of the packed BF16 kernel
                            (faster prefill, not batch-invariant)
 Parallel (launch tp x pp ranks with mpirun; rank 0 prints, see deploy/local/mpirun.sh):
@@ -211,6 +212,7 @@ absl::StatusOr<GenerateArgs> ParseGenerateArgs(int argc, char** argv) {
     else if (flag == "--max-batch-tokens") { OLMO_ASSIGN_OR_RETURN(args.max_batch_tokens, ParseNumber<int64_t>(flag, v)); }
     else if (flag == "--block-size") { OLMO_ASSIGN_OR_RETURN(args.block_size, ParseNumber<int64_t>(flag, v)); }
     else if (flag == "--kv-cache-mib") { OLMO_ASSIGN_OR_RETURN(args.kv_cache_mib, ParseNumber<int64_t>(flag, v)); }
+    else if (flag == "--device") { args.device = v; }
     else if (flag == "--threads") { OLMO_ASSIGN_OR_RETURN(args.threads, ParseNumber<int>(flag, v)); }
     else if (flag == "--tp") { OLMO_ASSIGN_OR_RETURN(args.tp, ParseNumber<int>(flag, v)); }
     else if (flag == "--pp") { OLMO_ASSIGN_OR_RETURN(args.pp, ParseNumber<int>(flag, v)); }

@@ -25,6 +25,7 @@ struct GenerateArgs {
   int64_t kv_cache_mib = 0;  // 0: enough for every prompt at once
   int threads = 0;           // 0: all cores
   bool blas_matmul = false;
+  std::string device = "cpu";  // cpu | cuda
   int tp = 1;  // tensor-parallel ranks per stage (under mpirun)
   int pp = 1;  // pipeline stages (under mpirun)
   double watchdog_s = 300.0;  // a collective running longer aborts the group (0: off)

@@ -16,6 +16,7 @@
 #include "nlohmann/json.hpp"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
+#include "tools/common/device_ops.h"
 #include "tools/olmo-generate/generate_args.h"
 #include "worker/comm/mpi_comm.h"
 #include "worker/group/group_runner.h"
@@ -72,6 +73,14 @@ olmo::step::LocalWorkerOptions WorkerOptions(const olmo::tools::GenerateArgs& ar
   o.ops.num_threads = args.threads > 0 ? args.threads : std::max(1, cores / ranks);
   o.ops.matmul_path =
       args.blas_matmul ? olmo::kernels::MatmulPath::kBlas : olmo::kernels::MatmulPath::kPacked;
+  auto factory = olmo::tools::MakeOpsFactory(args.device, olmo::tools::LocalRank());
+  if (factory.ok()) {
+    o.make_ops = *factory;
+  } else {  // reported where the worker loads
+    o.make_ops = [st = factory.status()]() -> absl::StatusOr<std::unique_ptr<olmo::kernels::Ops>> {
+      return st;
+    };
+  }
   if (args.kv_cache_mib > 0) {
     o.kv_cache_bytes = args.kv_cache_mib << 20;
   } else {

@@ -21,6 +21,7 @@
 #include "proto/plan_proto.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
+#include "tools/common/device_ops.h"
 #include "tools/common/flag_table.h"
 #include "worker/checkpoint/fingerprint.h"
 #include "worker/comm/mpi_comm.h"
@@ -43,6 +44,7 @@ struct Args {
   double heartbeat_seconds = 1;
   double watchdog_seconds = 300;
   bool null_model = false;
+  std::string device = "cpu";
   bool help = false;
 };
 
@@ -101,7 +103,9 @@ absl::StatusOr<olmo::v1::ShardPlan> AttachToCoordinator(const Args& a,
   req.set_model_fingerprint(*fp);
   req.set_tp(static_cast<int32_t>(a.tp));
   req.set_pp(static_cast<int32_t>(a.pp));
-  req.set_device_kind("cpu");
+  int64_t memory = 0;
+  req.set_device_kind(olmo::tools::DeviceDescription(a.device, olmo::tools::LocalRank(), &memory));
+  req.set_device_memory_bytes(memory);
   req.set_group_name(a.group_name);
   if (!a.secret_file.empty()) {
     auto s = ReadFile(a.secret_file);
@@ -254,6 +258,7 @@ int main(int argc, char** argv) {
   flags.Add("heartbeat-seconds", &a.heartbeat_seconds, "heartbeat period");
   flags.Add("watchdog-seconds", &a.watchdog_seconds,
             "abort the group when a collective inside a step takes longer (0: off)");
+  flags.Add("device", &a.device, "compute backend: cpu, or cuda (the GPU of the local rank)");
   flags.Add("null-model", &a.null_model,
             "benchmark only: no model, deterministic tokens (one rank, no MPI)");
   flags.Add("help", &a.help, "print this help");
@@ -348,6 +353,14 @@ int main(int argc, char** argv) {
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   o.ops.num_threads = a.threads > 0 ? static_cast<int>(a.threads)
                                     : std::max(1, cores / pc->world_size());
+  auto factory = olmo::tools::MakeOpsFactory(a.device, olmo::tools::LocalRank());
+  if (factory.ok()) {
+    o.make_ops = *factory;
+  } else {  // every rank reports through the load check below
+    o.make_ops = [st = factory.status()]() -> absl::StatusOr<std::unique_ptr<olmo::kernels::Ops>> {
+      return st;
+    };
+  }
   o.model.tp = pc->tp;
   o.model.tp_rank = pc->tp_rank();
   o.model.collectives = comms->tp.get();

@@ -320,3 +320,33 @@ TEST(Scheduler, AbortFreesBlocks) {
 
 }  // namespace
 }  // namespace olmo::engine
+
+namespace olmo::engine {
+namespace {
+
+// Failover: a request resumed on another engine with the tokens it already produced continues
+// exactly where it stopped (same later tokens, the resumed ones not reported again, max_tokens
+// counting them), and resuming at max_tokens is rejected.
+TEST(Scheduler, ResumedOutputContinuesTheSequence) {
+  FakeExecutor full_fake(64, 4, 97);
+  Engine full(&full_fake, {16, 16, 0});
+  ASSERT_TRUE(full.Add(MakeRequest(3, 9, 12)).ok());
+  const std::vector<int32_t> all = RunAll(full)[3];
+  ASSERT_EQ(all.size(), 12u);
+
+  FakeExecutor other_fake(64, 4, 97);
+  Engine other(&other_fake, {16, 16, 0});
+  Request resumed = MakeRequest(3, 9, 12);
+  resumed.resumed_output_ids.assign(all.begin(), all.begin() + 5);
+  ASSERT_TRUE(other.Add(resumed).ok());
+  const std::vector<int32_t> rest = RunAll(other)[3];
+  EXPECT_EQ(rest, std::vector<int32_t>(all.begin() + 5, all.end()));
+  EXPECT_TRUE(other.blocks().AllFree());
+
+  Request done = MakeRequest(4, 9, 3);
+  done.resumed_output_ids = {1, 2, 3};
+  EXPECT_EQ(other.Add(done).code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace olmo::engine

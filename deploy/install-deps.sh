@@ -7,6 +7,8 @@ PACKAGES=(
   libbenchmark-dev libssl-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libopenmpi-dev openmpi-bin
+  # Slurm deployment and its tests (deploy/slurm/install-slurm.sh explains each).
+  slurm-wlm munge libpmix-dev libpmix-bin shellcheck
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

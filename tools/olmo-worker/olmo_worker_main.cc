@@ -12,6 +12,8 @@
 #include <sstream>
 #include <thread>
 
+#include <unistd.h>
+
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_format.h"
@@ -306,6 +308,26 @@ int main(int argc, char** argv) {
   copts.watchdog_timeout_s = a.watchdog_seconds;
   auto comms = olmo::comm::MakeGroupComms(*pc, copts);
   if (!comms.ok()) return Fail(std::string(comms.status().message()));
+  // Tensor parallelism stays inside a node (DESIGN.md §2): every rank of this TP group must run
+  // on the same host. On GPUs that is required (NCCL over NVLink); on CPUs it is only slow.
+  {
+    char host[64] = {};
+    gethostname(host, sizeof(host) - 1);
+    std::vector<char> hosts(sizeof(host) * static_cast<size_t>(pc->tp));
+    if (auto st = comms->tp->AllGather(host, sizeof(host), hosts.data()); !st.ok()) {
+      return Fail(std::string(st.message()));
+    }
+    for (int r = 0; r < pc->tp; ++r) {
+      const std::string other(hosts.data() + r * sizeof(host));
+      if (other == host) continue;
+      const std::string msg = absl::StrFormat(
+          "the tensor-parallel group of rank %d spans nodes (%s and %s): keep tp inside a node",
+          rank, host, other);
+      if (a.device == "cuda") return Fail(msg);
+      spdlog::warn("{}", msg);
+      break;
+    }
+  }
   spdlog::set_pattern(absl::StrFormat("[%%H:%%M:%%S.%%e] [worker %s rank %d pp %d tp %d] [%%l] %%v",
                                       a.group_name.empty() ? "-" : a.group_name, rank,
                                       pc->pp_rank(), pc->tp_rank()));

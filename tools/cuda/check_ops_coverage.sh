@@ -16,8 +16,13 @@ file_of() {
     *) echo "$1" | sed -E 's/([a-z0-9])([A-Z])/\1_\2/g' | tr 'A-Z' 'a-z' ;;
   esac
 }
-methods=$(sed -n '/^class Ops {/,/^};/p' "$OPS_H" | grep -oE 'virtual [^;]* ([A-Z][A-Za-z]*)\(' |
-          grep -oE '[A-Z][A-Za-z]*\($' | tr -d '(' | sort -u)
+# The ops are the PURE virtual methods of class Ops (`virtual ... Name(...) = 0;`, possibly over
+# several lines). Methods with a default body (on_device, Alloc, Free, Copy, Zero, Synchronize:
+# the backend memory API) are not ops and have no op file. Comments are dropped first, then the
+# class body is cut into statements at ';'.
+methods=$(sed -n '/^class Ops {/,/^};/p' "$OPS_H" | sed 's://.*$::' | tr '\n' ' ' | tr ';' '\n' |
+          grep -E '^[[:space:]]*virtual[^{]*\)[[:space:]]*(const[[:space:]]*)?=[[:space:]]*0[[:space:]]*$' |
+          sed -E 's/^[[:space:]]*virtual[^(]*[^A-Za-z0-9_]([A-Za-z_][A-Za-z0-9_]*)\(.*/\1/' | sort -u)
 [ -n "$methods" ] || { echo "no Ops methods found in $OPS_H" >&2; exit 1; }
 gaps=0
 for m in $methods; do

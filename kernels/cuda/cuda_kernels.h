@@ -1,9 +1,15 @@
 // Launchers of the CUDA kernels, one .cu per op (named like kernels/cpu/*.cc). Each enqueues on
-// `stream` and returns without synchronizing; launch errors surface at the next checked call.
+// `stream` and returns without synchronizing (graph-capturable); launch errors surface at the
+// caller's cudaGetLastError check. Every pointer in the params is a device pointer.
 #pragma once
 
 #include <cuda_runtime.h>
 
+#include <memory>
+#include <span>
+
+#include "absl/status/statusor.h"
+#include "kernels/cuda/launch_geometry.h"
 #include "kernels/ops.h"
 
 namespace olmo::kernels::cuda {
@@ -18,14 +24,28 @@ void RmsScale(const RmsScaleParams& p, cudaStream_t stream);
 void Rope(const RopeParams& p, const float* inv_freq, cudaStream_t stream);
 // kv_write.cu
 void KvWrite(const KvWriteParams& p, cudaStream_t stream);
-// attention.cu
-void Attention(const AttentionParams& p, cudaStream_t stream);
+// attention.cu: geo from PlanAttention for this call; partials: device f32
+// [geo.partial_floats] when geo.num_splits > 1 (else unused, may be null).
+void Attention(const AttentionParams& p, const AttentionGeometry& geo, float* partials,
+               cudaStream_t stream);
+// attention_warp.cu: one warp per (token, query head); no geometry, no partials. f32 head_dim
+// <= 256.
+void AttentionWarp(const AttentionParams& p, cudaStream_t stream);
 // swiglu.cu
 void SwiGlu(const SwiGluParams& p, cudaStream_t stream);
 // log_softmax.cu
 void LogSoftmax(const LogSoftmaxParams& p, cudaStream_t stream);
-// matmul.cu: x (f32 [m, k]) rounded to `dtype` into `x_lowp` ([m, k] of that dtype).
-void RoundActivations(const float* x, int64_t count, DType dtype, void* x_lowp,
-                      cudaStream_t stream);
+
+// matmul.cu: device weights and cuBLASLt GEMMs. One engine per Ops (not thread-safe: one
+// stream, one caller thread).
+class MatmulEngine {
+ public:
+  static absl::StatusOr<std::unique_ptr<MatmulEngine>> Create();
+  virtual ~MatmulEngine() = default;
+  // Copies the parts (stacked along rows, same cols and dtype: BF16, F16 or F32) to the device.
+  virtual absl::StatusOr<std::unique_ptr<PackedWeight>> Pack(std::span<const WeightView> parts) = 0;
+  // y (f32 [m, n]) = x (f32 [m, k]) · W^T, enqueued on `stream`.
+  virtual absl::Status Run(const MatmulParams& p, cudaStream_t stream) = 0;
+};
 
 }  // namespace olmo::kernels::cuda

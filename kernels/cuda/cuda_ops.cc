@@ -1,177 +1,144 @@
-// CudaOps: the Ops interface over the CUDA kernels and cuBLASLt (see cuda_ops.h for the
-// contract). Owns the stream (unless given one), the cuBLASLt handle and workspace, the
-// activation rounding buffer, and device copies of RoPE tables.
+// CudaOps: the Ops interface over the CUDA kernels and cuBLASLt (contract in cuda_ops.h). Owns
+// the stream (unless given one), the GEMM engine, the attention split-K workspace and the
+// device copies of RoPE tables. Ops return void, so an enqueue error is logged (critical) with
+// the op's name; the caller's next synchronizing call also reports it.
 #include "kernels/cuda/cuda_ops.h"
 
-#include <cublasLt.h>
-
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <map>
 #include <mutex>
 #include <vector>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/launch_geometry.h"
 #include "spdlog/spdlog.h"
 
 namespace olmo::kernels {
 namespace {
 
-// A weight copied to device memory, parts stacked along rows.
-class DeviceWeight final : public PackedWeight {
- public:
-  DeviceWeight(void* data, DType dtype, int64_t rows, int64_t cols)
-      : data_(data), dtype_(dtype), rows_(rows), cols_(cols) {}
-  ~DeviceWeight() override { cudaFree(data_); }
-  int64_t rows() const override { return rows_; }
-  int64_t cols() const override { return cols_; }
-  DType dtype() const override { return dtype_; }
-  int64_t bytes() const override { return rows_ * cols_ * DTypeSize(dtype_); }
-  const void* data() const { return data_; }
-
- private:
-  void* data_;
-  DType dtype_;
-  int64_t rows_, cols_;
-};
-
-cudaDataType_t CudaType(DType t) {
-  switch (t) {
-    case DType::kBF16: return CUDA_R_16BF;
-    case DType::kF16: return CUDA_R_16F;
-    default: return CUDA_R_32F;
-  }
+void LogIfError(const absl::Status& st, const char* op) {
+  if (!st.ok()) spdlog::critical("CUDA {}: {}", op, st.ToString());
 }
+
+// Kernel launches report configuration errors through cudaGetLastError (no synchronization).
+void CheckLaunch(const char* op) { LogIfError(OLMO_CUDA_STATUS(cudaGetLastError()), op); }
 
 class CudaOps final : public Ops {
  public:
   ~CudaOps() override {
     for (auto& [table, copy] : rope_tables_) cudaFree(copy.device);
-    cudaFree(x_lowp_);
-    cudaFree(workspace_);
-    if (lt_ != nullptr) cublasLtDestroy(lt_);
+    cudaFree(partials_);
+    gemm_.reset();
     if (owns_stream_) cudaStreamDestroy(stream_);
   }
 
   absl::Status Init(const CudaOpsOptions& o) {
+    tiled_attention_ = o.attention == CudaAttention::kTiled;
+    if (o.attention == CudaAttention::kDefault) {
+      const char* env = std::getenv("OLMO_CUDA_ATTENTION");
+      tiled_attention_ = env != nullptr && std::string(env) == "tiled";
+    }
     OLMO_CUDA_RETURN_IF_ERROR(cudaSetDevice(o.device));
+    OLMO_CUDA_RETURN_IF_ERROR(
+        cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, o.device));
     if (o.stream == nullptr) {
       OLMO_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
       owns_stream_ = true;
     } else {
       stream_ = o.stream;
     }
-    OLMO_CUBLAS_RETURN_IF_ERROR(cublasLtCreate(&lt_));
-    OLMO_CUDA_RETURN_IF_ERROR(cudaMalloc(&workspace_, kWorkspaceBytes));
+    absl::StatusOr<std::unique_ptr<cuda::MatmulEngine>> gemm = cuda::MatmulEngine::Create();
+    if (!gemm.ok()) return gemm.status();
+    gemm_ = std::move(*gemm);
     return absl::OkStatus();
   }
 
   absl::StatusOr<std::unique_ptr<PackedWeight>> PackWeight(
       std::span<const WeightView> parts) override {
-    if (parts.empty()) return absl::InvalidArgumentError("PackWeight: no parts");
-    const DType dtype = parts[0].dtype;
-    const int64_t cols = parts[0].cols;
-    int64_t rows = 0;
-    for (const WeightView& w : parts) {
-      if (w.dtype != dtype || w.cols != cols) {
-        return absl::InvalidArgumentError("PackWeight: parts differ in dtype or columns");
-      }
-      rows += w.rows;
-    }
-    if (dtype != DType::kBF16 && dtype != DType::kF16 && dtype != DType::kF32) {
-      return absl::InvalidArgumentError("PackWeight: weights must be BF16, F16 or F32");
-    }
-    void* data = nullptr;
-    OLMO_CUDA_RETURN_IF_ERROR(cudaMalloc(&data, rows * cols * DTypeSize(dtype)));
-    auto weight = std::make_unique<DeviceWeight>(data, dtype, rows, cols);
-    char* dst = static_cast<char*>(data);
-    for (const WeightView& w : parts) {
-      const int64_t bytes = w.rows * w.cols * DTypeSize(dtype);
-      OLMO_CUDA_RETURN_IF_ERROR(cudaMemcpy(dst, w.data, bytes, cudaMemcpyHostToDevice));
-      dst += bytes;
-    }
-    return weight;
+    return gemm_->Pack(parts);
   }
-
   void Matmul(const MatmulParams& p) override {
-    absl::Status st = MatmulStatus(p);
-    if (!st.ok()) spdlog::critical("CUDA Matmul: {}", st.ToString());
+    LogIfError(gemm_->Run(p, stream_), "Matmul");
+    CheckLaunch("Matmul");
   }
-
-  absl::Status MatmulStatus(const MatmulParams& p) {
-    const auto* w = static_cast<const DeviceWeight*>(p.w);
-    const int64_t n = w->rows(), k = w->cols(), m = p.m;
-    if (m == 0) return absl::OkStatus();
-    const void* b = p.x;
-    if (w->dtype() != DType::kF32) {
-      const int64_t bytes = m * k * 2;
-      if (bytes > x_lowp_bytes_) {
-        cudaFree(x_lowp_);
-        OLMO_CUDA_RETURN_IF_ERROR(cudaMalloc(&x_lowp_, bytes));
-        x_lowp_bytes_ = bytes;
-      }
-      cuda::RoundActivations(p.x, m * k, w->dtype(), x_lowp_, stream_);
-      b = x_lowp_;
-    }
-    const cudaDataType_t in_type = CudaType(w->dtype());
-    cublasLtMatmulDesc_t desc = nullptr;
-    cublasLtMatrixLayout_t a_layout = nullptr, b_layout = nullptr, c_layout = nullptr;
-    cublasLtMatmulPreference_t pref = nullptr;
-    auto cleanup = [&] {
-      if (pref) cublasLtMatmulPreferenceDestroy(pref);
-      if (c_layout) cublasLtMatrixLayoutDestroy(c_layout);
-      if (b_layout) cublasLtMatrixLayoutDestroy(b_layout);
-      if (a_layout) cublasLtMatrixLayoutDestroy(a_layout);
-      if (desc) cublasLtMatmulDescDestroy(desc);
-    };
-    absl::Status st = [&]() -> absl::Status {
-      OLMO_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-      const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-      OLMO_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
-          desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
-      OLMO_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(
-          desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
-      // A: W as column-major k x n (ld k); B: x as column-major k x m; C: y as n x m (ld n).
-      OLMO_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&a_layout, in_type, k, n, k));
-      OLMO_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&b_layout, in_type, k, m, k));
-      OLMO_CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&c_layout, CUDA_R_32F, n, m, n));
-      OLMO_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&pref));
-      size_t ws = kWorkspaceBytes;
-      OLMO_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceSetAttribute(
-          pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
-      cublasLtMatmulHeuristicResult_t heuristic{};
-      int found = 0;
-      OLMO_CUBLAS_RETURN_IF_ERROR(cublasLtMatmulAlgoGetHeuristic(
-          lt_, desc, a_layout, b_layout, c_layout, c_layout, pref, 1, &heuristic, &found));
-      if (found == 0) return absl::InternalError("cuBLASLt: no algorithm for this GEMM");
-      const float alpha = 1.0f, beta = 0.0f;
-      OLMO_CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(lt_, desc, &alpha, w->data(), a_layout, b,
-                                                 b_layout, &beta, p.y, c_layout, p.y, c_layout,
-                                                 &heuristic.algo, workspace_, kWorkspaceBytes,
-                                                 stream_));
-      return absl::OkStatus();
-    }();
-    cleanup();
-    return st;
+  void Embedding(const EmbeddingParams& p) override {
+    cuda::Embedding(p, stream_);
+    CheckLaunch("Embedding");
   }
-
-  void Embedding(const EmbeddingParams& p) override { cuda::Embedding(p, stream_); }
-  void RmsNorm(const RmsNormParams& p) override { cuda::RmsNorm(p, stream_); }
-  void SumSquares(const SumSquaresParams& p) override { cuda::SumSquares(p, stream_); }
-  void RmsScale(const RmsScaleParams& p) override { cuda::RmsScale(p, stream_); }
+  void RmsNorm(const RmsNormParams& p) override {
+    cuda::RmsNorm(p, stream_);
+    CheckLaunch("RmsNorm");
+  }
+  void SumSquares(const SumSquaresParams& p) override {
+    cuda::SumSquares(p, stream_);
+    CheckLaunch("SumSquares");
+  }
+  void RmsScale(const RmsScaleParams& p) override {
+    cuda::RmsScale(p, stream_);
+    CheckLaunch("RmsScale");
+  }
   void Rope(const RopeParams& p) override {
     const float* inv_freq = DeviceRopeTable(p.table);
-    if (inv_freq != nullptr) cuda::Rope(p, inv_freq, stream_);
+    if (inv_freq == nullptr) return;
+    cuda::Rope(p, inv_freq, stream_);
+    CheckLaunch("Rope");
   }
-  void KvWrite(const KvWriteParams& p) override { cuda::KvWrite(p, stream_); }
-  void Attention(const AttentionParams& p) override { cuda::Attention(p, stream_); }
-  void SwiGlu(const SwiGluParams& p) override { cuda::SwiGlu(p, stream_); }
-  void LogSoftmax(const LogSoftmaxParams& p) override { cuda::LogSoftmax(p, stream_); }
+  void KvWrite(const KvWriteParams& p) override {
+    cuda::KvWrite(p, stream_);
+    CheckLaunch("KvWrite");
+  }
+  void Attention(const AttentionParams& p) override {
+    if (!tiled_attention_) {
+      if (p.cache.head_dim > 256) {
+        spdlog::critical("CUDA Attention: head_dim {} > 256 is not supported", p.cache.head_dim);
+        return;
+      }
+      cuda::AttentionWarp(p, stream_);
+      CheckLaunch("Attention");
+      return;
+    }
+    const KvLayerView& c = p.cache;
+    const cuda::AttentionGeometry geo = cuda::PlanAttention(
+        p.num_tokens, p.num_heads, c.kv_heads, c.head_dim,
+        cuda::AttentionMaxContext(p.max_blocks, c.block_size, p.window), num_sms_);
+    if (!geo.supported) {
+      spdlog::critical(
+          "CUDA Attention: unsupported shape (heads {}, kv heads {}, head_dim {}: "
+          "head_dim must be a multiple of 4 and at most {})",
+          p.num_heads, c.kv_heads, c.head_dim, cuda::kAttentionMaxHeadDim);
+      return;
+    }
+    if (geo.partial_floats > partial_floats_) {
+      // Grow-only, like the GEMM workspace: warm up with the largest step before graph capture.
+      cudaFree(partials_);  // synchronizes: earlier attention calls may still use it
+      partials_ = nullptr;
+      partial_floats_ = 0;
+      absl::Status st = OLMO_CUDA_STATUS(
+          cudaMalloc(&partials_, static_cast<size_t>(geo.partial_floats) * sizeof(float)));
+      if (!st.ok()) return LogIfError(st, "Attention");
+      partial_floats_ = geo.partial_floats;
+    }
+    cuda::Attention(p, geo, partials_, stream_);
+    CheckLaunch("Attention");
+  }
+  void SwiGlu(const SwiGluParams& p) override {
+    cuda::SwiGlu(p, stream_);
+    CheckLaunch("SwiGlu");
+  }
+  void LogSoftmax(const LogSoftmaxParams& p) override {
+    cuda::LogSoftmax(p, stream_);
+    CheckLaunch("LogSoftmax");
+  }
 
+  // Backend memory (kernels/ops.h): device memory; Copy and Zero are ordered on the stream.
   bool on_device() const override { return true; }
   void* Alloc(int64_t bytes) override {
     void* p = nullptr;
     if (cudaMalloc(&p, static_cast<size_t>(std::max<int64_t>(bytes, 1))) != cudaSuccess) {
+      cudaGetLastError();  // not sticky: clear it so the next CheckLaunch does not report it
       spdlog::error("cudaMalloc of {} bytes failed", bytes);
       return nullptr;
     }
@@ -179,22 +146,27 @@ class CudaOps final : public Ops {
   }
   void Free(void* p) override { cudaFree(p); }
   void Copy(void* dst, const void* src, int64_t bytes) override {
-    if (bytes > 0) cudaMemcpyAsync(dst, src, static_cast<size_t>(bytes), cudaMemcpyDefault, stream_);
+    if (bytes > 0) {
+      LogIfError(OLMO_CUDA_STATUS(cudaMemcpyAsync(dst, src, static_cast<size_t>(bytes),
+                                                  cudaMemcpyDefault, stream_)),
+                 "Copy");
+    }
   }
   void Zero(void* p, int64_t bytes) override {
-    if (bytes > 0) cudaMemsetAsync(p, 0, static_cast<size_t>(bytes), stream_);
+    if (bytes > 0) {
+      LogIfError(OLMO_CUDA_STATUS(cudaMemsetAsync(p, 0, static_cast<size_t>(bytes), stream_)),
+                 "Zero");
+    }
   }
   void Synchronize() override {
-    cudaError_t err = cudaStreamSynchronize(stream_);
-    if (err != cudaSuccess) spdlog::critical("CUDA: {}", cudaGetErrorString(err));
+    LogIfError(OLMO_CUDA_STATUS(cudaStreamSynchronize(stream_)), "Synchronize");
   }
 
  private:
-  static constexpr size_t kWorkspaceBytes = 32u << 20;
-
-  // The device copy of a RoPE table, made on first use (a synchronous copy, once per table).
-  // Keyed by address but checked by content: a table freed and another built at the same
-  // address (a test loop, a reloaded model) must not reuse the old copy.
+  // The device copy of a RoPE table (f32 [head_dim / 2]), made on first use with a synchronous
+  // copy, once per table. Keyed by the table's address but checked by content: a table freed
+  // and another built at the same address (a test loop, a reloaded model) must not reuse the
+  // old copy.
   const float* DeviceRopeTable(const RopeTable* table) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = rope_tables_.find(table);
@@ -205,9 +177,13 @@ class CudaOps final : public Ops {
     }
     float* ptr = nullptr;
     const size_t bytes = table->inv_freq.size() * sizeof(float);
-    if (cudaMalloc(&ptr, bytes) != cudaSuccess ||
-        cudaMemcpy(ptr, table->inv_freq.data(), bytes, cudaMemcpyHostToDevice) != cudaSuccess) {
-      spdlog::critical("CUDA Rope: cannot copy the RoPE table to the device");
+    absl::Status st = OLMO_CUDA_STATUS(cudaMalloc(&ptr, std::max<size_t>(bytes, 4)));
+    if (st.ok()) {
+      st = OLMO_CUDA_STATUS(cudaMemcpy(ptr, table->inv_freq.data(), bytes, cudaMemcpyHostToDevice));
+    }
+    if (!st.ok()) {
+      cudaFree(ptr);
+      LogIfError(st, "Rope");
       return nullptr;
     }
     rope_tables_[table] = {table->inv_freq, ptr};
@@ -220,10 +196,11 @@ class CudaOps final : public Ops {
 
   cudaStream_t stream_ = nullptr;
   bool owns_stream_ = false;
-  cublasLtHandle_t lt_ = nullptr;
-  void* workspace_ = nullptr;
-  void* x_lowp_ = nullptr;
-  int64_t x_lowp_bytes_ = 0;
+  int num_sms_ = 1;
+  bool tiled_attention_ = false;  // CudaAttention::kTiled (attention.cu), else attention_warp.cu
+  std::unique_ptr<cuda::MatmulEngine> gemm_;
+  float* partials_ = nullptr;  // attention split-K partials, f32 [partial_floats_]
+  int64_t partial_floats_ = 0;
   std::mutex mu_;
   std::map<const RopeTable*, RopeCopy> rope_tables_;
 };
@@ -232,7 +209,14 @@ class CudaOps final : public Ops {
 
 bool CudaDeviceAvailable() {
   int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+  // Without a driver this is cudaErrorInsufficientDriver (35), not cudaErrorNoDevice: any error
+  // means "no usable device". Clear it so it does not leak into a later cudaGetLastError.
+  const cudaError_t err = cudaGetDeviceCount(&n);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return n > 0;
 }
 
 absl::StatusOr<std::unique_ptr<Ops>> MakeCudaOps(const CudaOpsOptions& options) {

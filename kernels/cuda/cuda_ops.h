@@ -4,6 +4,14 @@
 // Every op is enqueued on the backend's stream with no host synchronization (graph-capturable).
 // Matmul: BF16/F16 weights via cuBLASLt with the f32 activations rounded to the weight dtype and
 // fp32 accumulation and output; F32 weights: fp32 GEMM (no TF32).
+//
+// Graph capture: a few things allocate on first use and are not capturable — the device copy
+// of a RoPE table, the GEMM's rounded-activation workspace and the attention split-K partials
+// (both grow-only). Run one step of the largest shape before capturing.
+// Attention needs head_dim % 4 == 0 and head_dim <= 256 (launch_geometry.h).
+//
+// MakeCudaOps returns a Status (no device, bad device index, cuBLASLt init failure) rather than
+// a null pointer; the ops themselves return void and log enqueue errors (spdlog critical).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -18,9 +26,16 @@ namespace olmo::kernels {
 // True when a CUDA device can be used (false without a driver or device: tests skip).
 bool CudaDeviceAvailable();
 
+// Which paged-attention kernel runs. kWarp (attention_warp.cu) is the default because it is the
+// one verified on a GPU; kTiled (attention.cu: K/V tiles shared by a GQA group, async copies,
+// split-K for long contexts) is built and unit-checked but has not run on a GPU yet. The
+// environment variable OLMO_CUDA_ATTENTION=tiled selects it when options leave kDefault.
+enum class CudaAttention { kDefault, kWarp, kTiled };
+
 struct CudaOpsOptions {
   int device = 0;
   cudaStream_t stream = nullptr;  // nullptr: the backend creates (and owns) one
+  CudaAttention attention = CudaAttention::kDefault;
 };
 
 absl::StatusOr<std::unique_ptr<Ops>> MakeCudaOps(const CudaOpsOptions& options);

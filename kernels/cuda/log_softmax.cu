@@ -3,11 +3,10 @@
 // reductions).
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/launch_geometry.h"
 
 namespace olmo::kernels::cuda {
 namespace {
-
-constexpr int kThreads = 1024;
 
 __global__ void LogSoftmaxKernel(const float* x, float* out, int64_t n) {
   const float* xr = x + static_cast<int64_t>(blockIdx.x) * n;
@@ -26,7 +25,8 @@ __global__ void LogSoftmaxKernel(const float* x, float* out, int64_t n) {
 
 void LogSoftmax(const LogSoftmaxParams& p, cudaStream_t stream) {
   if (p.rows == 0) return;
-  LogSoftmaxKernel<<<static_cast<unsigned>(p.rows), kThreads, 0, stream>>>(p.x, p.out, p.n);
+  LogSoftmaxKernel<<<static_cast<unsigned>(p.rows), RowThreads(p.n, 4, 1024), 0, stream>>>(
+      p.x, p.out, p.n);
 }
 
 }  // namespace olmo::kernels::cuda

@@ -1,13 +1,13 @@
 // RmsNorm (fused residual add), and its TP split: SumSquares (per-rank partial sums) + RmsScale.
-// One block per row; the sum of squares is reduced in f32 (DESIGN.md §5: fp32 statistics; the
-// CPU's double accumulation differs by rounding only), the scale 1/sqrt(mean + eps) in f32.
+// One block per row (about 4 columns per thread, launch_geometry.h RowThreads); the sum of squares
+// is reduced in f32 (DESIGN.md §5: fp32 statistics; the CPU's double accumulation differs by
+// rounding only), the scale 1/sqrt(mean + eps) in f32.
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/launch_geometry.h"
 
 namespace olmo::kernels::cuda {
 namespace {
-
-constexpr int kThreads = 256;
 
 __device__ float RowSumSquares(const float* x, int64_t n) {
   float s = 0.0f;
@@ -47,19 +47,19 @@ __global__ void RmsScaleKernel(float* x, int64_t dim, int64_t stride, const floa
 
 void RmsNorm(const RmsNormParams& p, cudaStream_t stream) {
   if (p.rows == 0) return;
-  RmsNormKernel<<<static_cast<unsigned>(p.rows), kThreads, 0, stream>>>(p.x, p.residual, p.weight,
-                                                                        p.out, p.dim, p.eps);
+  RmsNormKernel<<<static_cast<unsigned>(p.rows), RowThreads(p.dim, 4, 1024), 0, stream>>>(
+      p.x, p.residual, p.weight, p.out, p.dim, p.eps);
 }
 
 void SumSquares(const SumSquaresParams& p, cudaStream_t stream) {
   if (p.rows == 0) return;
-  SumSquaresKernel<<<static_cast<unsigned>(p.rows), kThreads, 0, stream>>>(p.x, p.dim, p.stride,
-                                                                           p.out);
+  SumSquaresKernel<<<static_cast<unsigned>(p.rows), RowThreads(p.dim, 4, 1024), 0, stream>>>(
+      p.x, p.dim, p.stride, p.out);
 }
 
 void RmsScale(const RmsScaleParams& p, cudaStream_t stream) {
   if (p.rows == 0) return;
-  RmsScaleKernel<<<static_cast<unsigned>(p.rows), kThreads, 0, stream>>>(
+  RmsScaleKernel<<<static_cast<unsigned>(p.rows), RowThreads(p.dim, 4, 1024), 0, stream>>>(
       p.x, p.dim, p.stride, p.sum_sq, p.weight, p.full_dim, p.eps);
 }
 

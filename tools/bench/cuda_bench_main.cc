@@ -1,7 +1,10 @@
-// olmo-bench-cuda: CUDA backend figures on the local GPU (prints; not a test). GEMM TFLOP/s at
-// Olmo 7B shapes (bf16 weights, cuBLASLt) for m = 1..4096 (at m = 1 also weight GB/s), and decode
-// attention over the paged f32 KV cache: batch 64, context 4096, 32 q heads, 8 kv heads, 128:
-// effective GB/s = unique KV bytes / time. (32 q / 8 kv heads of 128: the GQA ratio of 32B.)
+// olmo-bench-cuda: CUDA backend figures on the local GPU (prints; not a test).
+//  - GEMM TFLOP/s at Olmo 7B shapes (bf16 weights via cuBLASLt, f32 activations rounded to bf16
+//    in the timed call) for m = 1, 64, 512, 4096; at small m also the weight-read GB/s.
+//  - Decode attention over the paged f32 KV cache, batch 64 x context 4096, 32 q heads of 128
+//    (7B: MHA with 32 kv heads; also GQA 32/8 as in 32B), and batch 1 (the split-K path):
+//    effective GB/s = KV bytes the step must read / time.
+// Timed with cudaEvents on the ops' stream after a warm-up call.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -11,11 +14,13 @@
 #include <vector>
 
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/launch_geometry.h"
 
 namespace {
 
 using olmo::kernels::Ops;
 
+// Mean ms per call of f() over `iters` calls after one warm-up call.
 template <typename F>
 double TimeMs(F f, int iters) {
   f();
@@ -29,7 +34,82 @@ double TimeMs(F f, int iters) {
   cudaEventSynchronize(b);
   float ms = 0;
   cudaEventElapsedTime(&ms, a, b);
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
   return ms / iters;
+}
+
+void BenchGemm(Ops& ops) {
+  struct Shape {
+    const char* name;
+    int64_t n, k;
+  };
+  for (const Shape& s :
+       {Shape{"qkv 12288x4096", 12288, 4096}, Shape{"o 4096x4096", 4096, 4096},
+        Shape{"gate_up 22016x4096", 22016, 4096}, Shape{"down 4096x11008", 4096, 11008}}) {
+    std::vector<uint16_t> w(static_cast<size_t>(s.n * s.k), 0x3c00);  // bf16 0.0078
+    olmo::kernels::WeightView view{w.data(), olmo::DType::kBF16, s.n, s.k};
+    auto packed = ops.PackWeight({&view, 1});
+    if (!packed.ok()) {
+      std::printf("PackWeight failed: %s\n", packed.status().ToString().c_str());
+      return;
+    }
+    for (int64_t m : {1, 64, 512, 4096}) {
+      float *x = nullptr, *y = nullptr;
+      cudaMalloc(&x, m * s.k * 4);
+      cudaMalloc(&y, m * s.n * 4);
+      cudaMemset(x, 0, m * s.k * 4);
+      const double ms = TimeMs([&] { ops.Matmul({x, m, packed->get(), y}); }, 20);
+      std::printf("gemm %-20s m %5lld: %8.3f ms %7.1f TFLOP/s  weights %7.1f GB/s\n", s.name,
+                  static_cast<long long>(m), ms, 2.0 * m * s.n * s.k / ms / 1e9,
+                  s.n * s.k * 2.0 / ms / 1e6);
+      cudaFree(x);
+      cudaFree(y);
+    }
+  }
+}
+
+void BenchAttention(Ops& ops, int64_t batch, int64_t ctx, int64_t heads, int64_t kvh, int sms) {
+  const int64_t D = 128, bs = 16;
+  const int64_t max_blocks = ctx / bs, blocks = batch * max_blocks;
+  const size_t cache_bytes = static_cast<size_t>(blocks * 2 * kvh * bs * D) * 4;
+  float *cache = nullptr, *q = nullptr, *out = nullptr;
+  int32_t *pos = nullptr, *seq = nullptr, *tables = nullptr;
+  if (cudaMalloc(&cache, cache_bytes) != cudaSuccess) {
+    std::printf("attention: no memory for %.2f GB of KV\n", cache_bytes / 1e9);
+    return;
+  }
+  cudaMemset(cache, 0, cache_bytes);
+  cudaMalloc(&q, batch * heads * D * 4);
+  cudaMemset(q, 0, batch * heads * D * 4);
+  cudaMalloc(&out, batch * heads * D * 4);
+  std::vector<int32_t> hpos(batch, static_cast<int32_t>(ctx - 1)), hseq(batch), htab(blocks);
+  std::iota(hseq.begin(), hseq.end(), 0);
+  std::iota(htab.begin(), htab.end(), 0);
+  std::shuffle(htab.begin(), htab.end(), std::mt19937(1));  // paged: blocks scattered
+  cudaMalloc(&pos, batch * 4);
+  cudaMalloc(&seq, batch * 4);
+  cudaMalloc(&tables, blocks * 4);
+  cudaMemcpy(pos, hpos.data(), batch * 4, cudaMemcpyHostToDevice);
+  cudaMemcpy(seq, hseq.data(), batch * 4, cudaMemcpyHostToDevice);
+  cudaMemcpy(tables, htab.data(), blocks * 4, cudaMemcpyHostToDevice);
+  olmo::kernels::AttentionParams p{q,          heads * D, out,    batch,
+                                   heads,      pos,       seq,    tables,
+                                   max_blocks, 0,         0.088f, {cache, blocks, kvh, bs, D}};
+  const auto geo = olmo::kernels::cuda::PlanAttention(batch, heads, kvh, D, ctx, sms);
+  const double ms = TimeMs([&] { ops.Attention(p); }, 20);
+  std::printf(
+      "decode attention batch %3lld ctx %5lld heads %2lld/%2lld (f32 KV %.2f GB, "
+      "%lld splits): %.3f ms, %.0f GB/s effective\n",
+      static_cast<long long>(batch), static_cast<long long>(ctx), static_cast<long long>(heads),
+      static_cast<long long>(kvh), cache_bytes / 1e9, static_cast<long long>(geo.num_splits), ms,
+      cache_bytes / ms / 1e6);
+  cudaFree(cache);
+  cudaFree(q);
+  cudaFree(out);
+  cudaFree(pos);
+  cudaFree(seq);
+  cudaFree(tables);
 }
 
 }  // namespace
@@ -41,60 +121,29 @@ int main() {
   }
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, 0);
-  std::printf("device: %s, %d SMs\n", prop.name, prop.multiProcessorCount);
-  auto ops_or = olmo::kernels::MakeCudaOps({0, cudaStreamLegacy});
-  if (!ops_or.ok()) return 1;
-  Ops& ops = **ops_or;
-
-  struct Shape {
-    const char* name;
-    int64_t n, k;
-  };
-  for (const Shape& s : {Shape{"qkv 6144x4096", 6144, 4096}, Shape{"gate_up 22016x4096", 22016, 4096},
-                         Shape{"down 4096x11008", 4096, 11008}}) {
-    std::vector<uint16_t> w(static_cast<size_t>(s.n * s.k), 0x3c00);  // bf16 ~ 0.0078
-    olmo::kernels::WeightView view{w.data(), olmo::DType::kBF16, s.n, s.k};
-    auto packed = ops.PackWeight({&view, 1});
-    if (!packed.ok()) return 1;
-    for (int64_t m : {1, 64, 512, 4096}) {
-      float *x = nullptr, *y = nullptr;
-      cudaMalloc(&x, m * s.k * 4);
-      cudaMalloc(&y, m * s.n * 4);
-      cudaMemset(x, 0, m * s.k * 4);
-      const double ms = TimeMs([&] { ops.Matmul({x, m, packed->get(), y}); }, 20);
-      std::printf("gemm %-20s m %5lld: %8.3f ms  %7.1f TFLOP/s  weights %7.1f GB/s\n", s.name,
-                  static_cast<long long>(m), ms, 2.0 * m * s.n * s.k / ms / 1e9,
-                  s.n * s.k * 2.0 / ms / 1e6);
-      cudaFree(x);
-      cudaFree(y);
+  std::printf("device: %s, %d SMs, %.0f GB\n", prop.name, prop.multiProcessorCount,
+              prop.totalGlobalMem / 1e9);
+  // The legacy default stream: the cudaEvents above are recorded on it too.
+  // Both attention kernels: kWarp (the default, verified on a GPU) and kTiled (split-K).
+  for (auto kernel : {olmo::kernels::CudaAttention::kWarp, olmo::kernels::CudaAttention::kTiled}) {
+    auto ops_or = olmo::kernels::MakeCudaOps({0, cudaStreamLegacy, kernel});
+    if (!ops_or.ok()) {
+      std::printf("MakeCudaOps: %s\n", ops_or.status().ToString().c_str());
+      return 1;
     }
+    Ops& ops = **ops_or;
+    std::printf("attention kernel: %s\n",
+                kernel == olmo::kernels::CudaAttention::kWarp ? "warp (default)" : "tiled");
+    BenchAttention(ops, 64, 4096, 32, 32, prop.multiProcessorCount);  // 7B MHA
+    BenchAttention(ops, 64, 4096, 32, 8, prop.multiProcessorCount);   // GQA 4:1
+    BenchAttention(ops, 1, 32768, 32, 8, prop.multiProcessorCount);   // split-K
+    BenchAttention(ops, 8, 16384, 32, 32, prop.multiProcessorCount);
+    if (kernel == olmo::kernels::CudaAttention::kTiled) BenchGemm(ops);
   }
-
-  const int64_t batch = 64, ctx = 4096, heads = 32, kvh = 8, D = 128, bs = 16;
-  const int64_t max_blocks = ctx / bs, blocks = batch * max_blocks;
-  const size_t cache_bytes = static_cast<size_t>(blocks * 2 * kvh * bs * D) * 4;
-  float *cache = nullptr, *q = nullptr, *out = nullptr;
-  int32_t *pos = nullptr, *seq = nullptr, *tables = nullptr;
-  cudaMalloc(&cache, cache_bytes);
-  cudaMemset(cache, 0, cache_bytes);
-  cudaMalloc(&q, batch * heads * D * 4);
-  cudaMemset(q, 0, batch * heads * D * 4);
-  cudaMalloc(&out, batch * heads * D * 4);
-  std::vector<int32_t> hpos(batch, static_cast<int32_t>(ctx - 1)), hseq(batch), htab(blocks);
-  std::iota(hseq.begin(), hseq.end(), 0);
-  std::iota(htab.begin(), htab.end(), 0);
-  std::shuffle(htab.begin(), htab.end(), std::mt19937(1));
-  cudaMalloc(&pos, batch * 4);
-  cudaMalloc(&seq, batch * 4);
-  cudaMalloc(&tables, blocks * 4);
-  cudaMemcpy(pos, hpos.data(), batch * 4, cudaMemcpyHostToDevice);
-  cudaMemcpy(seq, hseq.data(), batch * 4, cudaMemcpyHostToDevice);
-  cudaMemcpy(tables, htab.data(), blocks * 4, cudaMemcpyHostToDevice);
-  olmo::kernels::AttentionParams p{q, heads * D, out, batch, heads, pos, seq, tables,
-                                   max_blocks, 0, 0.088f, {cache, blocks, kvh, bs, D}};
-  const double ms = TimeMs([&] { ops.Attention(p); }, 10);
-  std::printf("decode attention batch %lld ctx %lld (f32 KV %.2f GB): %.3f ms, %.0f GB/s "
-              "effective\n", static_cast<long long>(batch), static_cast<long long>(ctx),
-              cache_bytes / 1e9, ms, cache_bytes / ms / 1e6);
+  const cudaError_t err = cudaDeviceSynchronize();
+  if (err != cudaSuccess) {
+    std::printf("CUDA error: %s\n", cudaGetErrorString(err));
+    return 1;
+  }
   return 0;
 }

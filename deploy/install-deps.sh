@@ -8,7 +8,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libopenmpi-dev openmpi-bin
   # Slurm deployment and its tests (deploy/slurm/install-slurm.sh explains each).
-  slurm-wlm munge libpmix-dev libpmix-bin shellcheck
+  slurm-wlm munge libpmix-dev libpmix-bin shellcheck jq
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

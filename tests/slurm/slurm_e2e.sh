@@ -106,7 +106,7 @@ submit() {
   shift 2
   JOB_OUT=$out
   JOB_ID=$(cd "$WORK" && MODEL="$WORK/model" OLMO_BIN_DIR="$BIN_DIR" DRAIN_SECONDS=5 \
-    TERM_GRACE_SECONDS=15 HEALTH_TIMEOUT=180 ON_WORKER_FAILURE=fail \
+    TERM_GRACE_SECONDS=15 HEALTH_TIMEOUT=180 ON_WORKER_FAILURE="${E2E_ON_WORKER_FAILURE:-fail}" \
     sbatch --parsable --output="$out" "$@" "$SLURM_DIR/$script.sbatch") ||
     die "sbatch $script.sbatch failed"
   JOB_ID=${JOB_ID%%;*}
@@ -140,6 +140,40 @@ first_request() {
   [ -n "$text" ] || die "empty text in the reply: $out"
   [ -n "$reason" ] || die "the last response has no finish_reason: $out"
   log "reply: $ntok tokens, finish_reason $reason, text '$text'"
+}
+
+# Kills one worker rank while a request streams: the batch script relaunches the worker step, the
+# new group attaches, and the coordinator resumes the request on it (recompute): the request
+# completes with all its tokens and one finish.
+kill_rank_during_request() {
+  local want=1500
+  "$CLI" --server "$ENDPOINT" generate "Once upon a time" --max-tokens "$want" --ignore-eos \
+    --temperature 0 --json >"$WORK/kill.jsonl" 2>"$WORK/kill.err" &
+  local pid=$! t0=$SECONDS
+  until [ -s "$WORK/kill.jsonl" ]; do
+    kill -0 "$pid" 2>/dev/null || die "the request ended before streaming: $(cat "$WORK/kill.err")"
+    ((SECONDS - t0 < 60)) || die "the request streamed nothing in 60 s"
+    sleep 0.1
+  done
+  local victim
+  victim=$(pgrep -f "olmo-worker --model $WORK/model" | tail -n 1) || die "no worker rank found"
+  kill -9 "$victim"
+  log "killed worker rank pid $victim while the request streamed"
+  t0=$SECONDS
+  while kill -0 "$pid" 2>/dev/null; do
+    ((SECONDS - t0 < 240)) || die "the request did not complete 240 s after the kill"
+    sleep 0.5
+  done
+  wait "$pid" || die "olmo-cli failed after the kill: $(tail -n 3 "$WORK/kill.err")"
+  local reason n finishes
+  reason=$(tail -n 1 "$WORK/kill.jsonl" | jq -r '.finish_reason // ""')
+  n=$(jq -s 'map(.token_ids | length) | add' "$WORK/kill.jsonl")
+  finishes=$(jq -s 'map(select(.finish_reason != "")) | length' "$WORK/kill.jsonl")
+  if [ "$reason" != length ] || [ "$n" != "$want" ] || [ "$finishes" != 1 ]; then
+    die "after the kill: finish_reason '$reason', $n tokens (want $want), $finishes finishes"
+  fi
+  grep -q "starting worker group attempt 1" "$JOB_OUT" || die "the worker step was not relaunched"
+  log "rank killed: step relaunched, request completed ($n tokens, one finish) $((SECONDS - t0)) s later"
 }
 
 # Starts a long request, scancels the job while it streams, and checks the drain.
@@ -221,9 +255,10 @@ check_no_leftovers() {
 main() {
   check_prerequisites
   start_cluster
-  submit olmo-cpu-demo "$WORK/job.out"
+  E2E_ON_WORKER_FAILURE=relaunch submit olmo-cpu-demo "$WORK/job.out"
   wait_endpoint
   first_request
+  kill_rank_during_request
   cancel_during_request
   check_no_leftovers
   if [ "$FAKE_GPUS" -gt 0 ]; then

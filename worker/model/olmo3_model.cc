@@ -103,9 +103,11 @@ absl::StatusOr<std::unique_ptr<Olmo3Model>> Olmo3Model::Load(
   m->vocab_begin_ = vocab.begin;
   m->vocab_local_ = vocab.size();
   m->vocab_slice_max_ = SplitEvenly(config.vocab_size, options.tp, 0).size();
-  if (ops->on_device() && options.tp > 1) {
+  if (ops->on_device() && options.tp > 1 &&
+      options.collectives->memory_space() == comm::MemorySpace::kDevice) {
     return absl::UnimplementedError(
-        "tensor parallelism on a device backend needs NcclComm on device buffers (not wired yet)");
+        "tensor parallelism over device collectives (NCCL) is not wired into the model yet; a "
+        "host Comm (MPI) works: the model stages its collectives through host memory");
   }
   m->BindBuffers();
   m->rope_full_ = kernels::MakeRopeTable(config.rope_full, config.head_dim);
@@ -197,10 +199,7 @@ absl::Status Olmo3Model::RunLayer(int64_t layer_index, const Layer& L, const For
   float* k_sq = q_sq + T;
   ops_->SumSquares({q, T, qw, qkv_w, q_sq});
   ops_->SumSquares({k, T, kw, qkv_w, k_sq});
-  if (kv_replication_ > 1) {
-    for (int64_t t = 0; t < T; ++t) k_sq[t] /= static_cast<float>(kv_replication_);
-  }
-  OLMO_RETURN_IF_ERROR(AllReduce(sum_sq_.data(), 2 * T));
+  OLMO_RETURN_IF_ERROR(ReduceSumSquares(T));
   ops_->RmsScale({q, T, qw, qkv_w, q_sq, L.q_norm.data(), c.q_width(), eps});
   ops_->RmsScale({k, T, kw, qkv_w, k_sq, L.k_norm.data(), c.kv_width(), eps});
   ops_->Rope({q, T, nq_, c.head_dim, qkv_w, inputs_.positions, L.rope});
@@ -283,7 +282,36 @@ absl::Status Olmo3Model::StageInputs(const ForwardBatch& b) {
 
 absl::Status Olmo3Model::AllReduce(float* data, int64_t n) {
   if (tp_ == 1) return absl::OkStatus();
-  return tpc_->AllReduceSum(data, n);
+  if (!ops_->on_device() || tpc_->memory_space() == comm::MemorySpace::kDevice) {
+    return tpc_->AllReduceSum(data, n);
+  }
+  // A host Comm over device buffers: stage through host memory (slow, but any device works,
+  // e.g. two ranks on one GPU, where NCCL refuses).
+  staging_.resize(static_cast<size_t>(n));
+  ops_->Copy(staging_.data(), data, n * static_cast<int64_t>(sizeof(float)));
+  ops_->Synchronize();
+  OLMO_RETURN_IF_ERROR(tpc_->AllReduceSum(staging_.data(), n));
+  ops_->Copy(data, staging_.data(), n * static_cast<int64_t>(sizeof(float)));
+  return absl::OkStatus();
+}
+
+// QK-norm statistics: [2, T] partial sums of squares (q then k) of this rank's slices, summed over
+// the TP group. Replicated kv slices (tp > kv heads) are counted once: each replica's k sum is
+// divided by the replication before the all-reduce.
+absl::Status Olmo3Model::ReduceSumSquares(int64_t T) {
+  float* sq = sum_sq_.data();
+  if (kv_replication_ == 1) return AllReduce(sq, 2 * T);
+  const bool staged = ops_->on_device();
+  if (staged) {
+    staging_.resize(static_cast<size_t>(2 * T));
+    ops_->Copy(staging_.data(), sq, 2 * T * static_cast<int64_t>(sizeof(float)));
+    ops_->Synchronize();
+  }
+  float* host = staged ? staging_.data() : sq;
+  for (int64_t t = 0; t < T; ++t) host[T + t] /= static_cast<float>(kv_replication_);
+  OLMO_RETURN_IF_ERROR(tpc_->AllReduceSum(host, 2 * T));  // a host Comm (Load checks)
+  if (staged) ops_->Copy(sq, staging_.data(), 2 * T * static_cast<int64_t>(sizeof(float)));
+  return absl::OkStatus();
 }
 
 absl::Status Olmo3Model::Forward(const ForwardBatch& b, kv::KvCache* cache,
@@ -355,8 +383,15 @@ absl::Status Olmo3Model::ForwardStage(const ForwardBatch& b, kv::KvCache* cache,
   std::vector<float> local(static_cast<size_t>(R * vmax), 0.0f);
   OLMO_RETURN_IF_ERROR(Resize(proj_, R * vocab_local_, "logits"));
   ops_->Matmul({final_x_.data(), R, lm_head_.get(), proj_.data()});
+  const float* local_logits = proj_.data();
+  if (ops_->on_device()) {  // the gather runs on a host Comm (Load checks)
+    staging_.resize(static_cast<size_t>(R * vocab_local_));
+    ops_->Copy(staging_.data(), proj_.data(), R * vocab_local_ * static_cast<int64_t>(sizeof(float)));
+    ops_->Synchronize();
+    local_logits = staging_.data();
+  }
   for (int64_t r = 0; r < R; ++r) {
-    std::copy_n(proj_.data() + r * vocab_local_, vocab_local_, local.data() + r * vmax);
+    std::copy_n(local_logits + r * vocab_local_, vocab_local_, local.data() + r * vmax);
   }
   gathered_.resize(static_cast<size_t>(tp_ * R * vmax));
   OLMO_RETURN_IF_ERROR(tpc_->AllGather(local.data(), R * vmax * static_cast<int64_t>(sizeof(float)),

@@ -103,6 +103,7 @@ class Olmo3Model {
   // Workspaces in the backend's memory, resized per step.
   kernels::OpsBuffer<float> x_, qkv_, attn_, proj_, gate_up_, act_, sum_sq_, final_x_;
   std::vector<float> gathered_;  // host (TP all-gather of logits)
+  std::vector<float> staging_;   // host copy of device data for a host Comm (device backends)
   // The step's inputs in backend memory (device backends only; the CPU reads the batch itself).
   kernels::OpsBuffer<int32_t> ids_dev_, positions_dev_, token_seq_dev_;
   std::array<kernels::OpsBuffer<int32_t>, kNumKvGroups> tables_dev_;
@@ -123,6 +124,7 @@ class Olmo3Model {
   int64_t inter_local_ = 0;
   int64_t vocab_begin_ = 0, vocab_local_ = 0, vocab_slice_max_ = 0;
   absl::Status AllReduce(float* data, int64_t n);
+  absl::Status ReduceSumSquares(int64_t num_tokens);
 };
 
 }  // namespace olmo::model

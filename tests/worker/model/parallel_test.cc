@@ -7,6 +7,7 @@
 
 #include "common/parallel_config.h"
 #include "coordinator/engine/engine.h"
+#include "device_like_ops.h"
 #include "model_test_util.h"
 #include "worker/comm/comm.h"
 
@@ -81,8 +82,9 @@ struct PipelineGroup {
   std::vector<std::unique_ptr<step::LocalWorker>> workers;  // [stage * tp + tp_rank]
 };
 
+// device_like: every rank runs DeviceLikeCpuOps (the model's device path on the CPU).
 PipelineGroup LoadPipeline(const std::string& name, int tp, int pp, int64_t block_size,
-                           int64_t num_blocks) {
+                           int64_t num_blocks, bool device_like = false) {
   PipelineGroup g;
   auto config = ModelConfig::Load(ModelsDir() + "/" + name);
   EXPECT_TRUE(config.ok());
@@ -103,6 +105,11 @@ PipelineGroup LoadPipeline(const std::string& name, int tp, int pp, int64_t bloc
       o.model.collectives = g.comms.back().get();
       o.model.layer_begin = stages[s].layer_begin;
       o.model.layer_end = stages[s].layer_end;
+      if (device_like) {
+        o.make_ops = []() -> absl::StatusOr<std::unique_ptr<kernels::Ops>> {
+          return std::unique_ptr<kernels::Ops>(std::make_unique<DeviceLikeCpuOps>());
+        };
+      }
       auto w = step::LoadLocalWorker(ModelsDir() + "/" + name, o);
       EXPECT_TRUE(w.ok()) << w.status();
       g.workers.push_back(w.ok() ? std::move(*w) : nullptr);
@@ -291,6 +298,29 @@ TEST_P(PpTest, GenerationMatchesOneRank) {
   auto one = LoadWorker(ModelsDir() + "/" + name, 8, 128);
   ExpectMatches(got, RunPrompts(one->runner.get(), gold, 10), 10,
                 name + " tp " + std::to_string(tp) + " pp " + std::to_string(pp));
+}
+
+// The model's device path (backend buffers, staged inputs and outputs, collectives staged through
+// host memory: how a GPU group runs over MPI) on the CPU kernels gives bitwise the host path's
+// results, at tp x pp with replicated kv heads too.
+TEST_P(PpTest, DevicePathMatchesHostPathBitwise) {
+  auto [name, tp, pp] = GetParam();
+  PipelineGroup host = LoadPipeline(name, tp, pp, 8, 128);
+  PipelineGroup dev = LoadPipeline(name, tp, pp, 8, 128, /*device_like=*/true);
+  for (const auto& w : dev.workers) {
+    ASSERT_NE(w, nullptr);
+    ASSERT_TRUE(w->ops->on_device());
+  }
+  Golden gold = LoadGolden(name);
+  PipelineExecutor hx(&host), dx(&dev);
+  Outputs want = RunPrompts(&hx, gold, 6), got = RunPrompts(&dx, gold, 6);
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(got[i].size(), want[i].size());
+    for (size_t t = 0; t < want[i].size(); ++t) {
+      EXPECT_EQ(got[i][t].token_id, want[i][t].token_id) << "seq " << i << " token " << t;
+      EXPECT_EQ(got[i][t].logprob, want[i][t].logprob) << "seq " << i << " token " << t;
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -197,6 +197,8 @@ class Ops {
   }
   virtual void Zero(void* p, int64_t bytes) { std::memset(p, 0, static_cast<size_t>(bytes)); }
   virtual void Synchronize() {}
+  // Free backend memory in bytes (cudaMemGetInfo on CUDA); 0 when unknown (host memory).
+  virtual int64_t free_memory_bytes() { return 0; }
 };
 
 // A typed buffer in an Ops backend's memory (host on CPU, device on CUDA). Resize keeps no

@@ -135,6 +135,11 @@ class CudaOps final : public Ops {
 
   // Backend memory (kernels/ops.h): device memory; Copy and Zero are ordered on the stream.
   bool on_device() const override { return true; }
+  int64_t free_memory_bytes() override {
+    size_t free = 0, total = 0;
+    if (cudaMemGetInfo(&free, &total) != cudaSuccess) return 0;
+    return static_cast<int64_t>(free);
+  }
   void* Alloc(int64_t bytes) override {
     void* p = nullptr;
     if (cudaMalloc(&p, static_cast<size_t>(std::max<int64_t>(bytes, 1))) != cudaSuccess) {

@@ -372,6 +372,10 @@ int main(int argc, char** argv) {
   olmo::step::LocalWorkerOptions o;
   o.block_size = plan.block_size();
   o.kv_cache_bytes = a.kv_cache_mib > 0 ? (a.kv_cache_mib << 20) : plan.kv_memory_bytes();
+  // GPUs size the KV cache from free device memory (the shard plan's fraction) unless
+  // --kv-cache-mib fixes it; CPU ranks share host memory and take explicit bytes.
+  if (a.kv_cache_mib == 0) o.kv_memory_fraction = plan.kv_memory_fraction();
+  o.max_tokens_per_step = plan.max_tokens_per_step();
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   o.ops.num_threads = a.threads > 0 ? static_cast<int>(a.threads)
                                     : std::max(1, cores / pc->world_size());

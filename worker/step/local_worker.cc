@@ -1,6 +1,7 @@
 #include "worker/step/local_worker.h"
 
 #include "absl/strings/str_format.h"
+#include "kernels/cuda/memory_plan.h"
 #include "worker/checkpoint/fingerprint.h"
 #include "common/status_macros.h"
 #include "spdlog/spdlog.h"
@@ -31,8 +32,31 @@ absl::StatusOr<std::unique_ptr<LocalWorker>> LoadLocalWorker(const std::string& 
   shape.kv_heads = w->model->local_kv_heads();
   shape.head_dim = w->config.head_dim;
   shape.block_size = options.block_size;
+  const int64_t free_bytes = w->ops->free_memory_bytes();
   if (options.num_blocks > 0) {
     shape.num_blocks = {options.num_blocks, options.num_blocks};
+  } else if (w->ops->on_device() && options.kv_memory_fraction > 0 && free_bytes > 0) {
+    const ModelConfig& c = w->config;
+    const int64_t layers = w->model->layer_end() - w->model->layer_begin();
+    // Largest step's f32 workspaces: hidden, qkv, attention, projection, gate_up and activation
+    // rows per token, plus the logits of every token of the step (an upper bound).
+    const int64_t per_token = 4 * (3 * c.hidden_size + 2 * (w->model->local_q_heads() +
+                                  w->model->local_kv_heads()) * c.head_dim +
+                                  3 * c.intermediate_size + c.vocab_size);
+    kernels::cuda::MemoryPlanInput in;
+    in.free_bytes = free_bytes;
+    in.activation_bytes = per_token * options.max_tokens_per_step;
+    in.reserve_bytes = 512ll << 20;  // GEMM workspace, attention partials, allocator slack
+    in.kv_bytes_per_block = kernels::cuda::KvBytesPerBlock(
+        layers, shape.kv_heads, shape.block_size, shape.head_dim, sizeof(float));
+    in.memory_fraction = options.kv_memory_fraction;
+    OLMO_ASSIGN_OR_RETURN(kernels::cuda::MemoryPlan plan, kernels::cuda::PlanKvMemory(in));
+    shape.num_blocks = {plan.num_kv_blocks, plan.num_kv_blocks};
+    spdlog::info("memory plan: {:.1f} GiB free after weights x {:.2f}, {:.1f} GiB activations "
+                 "and reserve -> {} KV blocks ({:.1f} GiB)", free_bytes / 1073741824.0,
+                 options.kv_memory_fraction,
+                 (in.activation_bytes + in.reserve_bytes) / 1073741824.0, plan.num_kv_blocks,
+                 plan.kv_bytes / 1073741824.0);
   } else {
     shape.num_blocks = kv::KvCache::BlocksForBytes(options.kv_cache_bytes, shape,
                                                    w->config.layer_types, w->model->layer_begin(),

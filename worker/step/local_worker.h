@@ -19,6 +19,11 @@ struct LocalWorkerOptions {
   int64_t block_size = 16;    // tokens per KV block
   int64_t num_blocks = 0;     // KV blocks per group; 0 -> from kv_cache_bytes
   int64_t kv_cache_bytes = 256ll << 20;
+  // Device backends: when > 0, the KV cache takes this fraction of the device memory left free
+  // after the weights are loaded, less the activation workspace of a max_tokens_per_step step
+  // and a fixed reserve (kernels/cuda/memory_plan.h), instead of kv_cache_bytes.
+  double kv_memory_fraction = 0.0;
+  int64_t max_tokens_per_step = 512;
   kernels::CpuOpsOptions ops;
   // Another backend (e.g. CUDA): when set, its Ops run the model and hold the KV cache.
   std::function<absl::StatusOr<std::unique_ptr<kernels::Ops>>()> make_ops;

@@ -32,6 +32,9 @@ class DeviceLikeCpuOps final : public kernels::Ops {
   void LogSoftmax(const kernels::LogSoftmaxParams& p) override { cpu_->LogSoftmax(p); }
 
   bool on_device() const override { return true; }
+  // What a device would report as free: set by tests of the KV memory plan (0 = unknown).
+  int64_t free_memory_bytes() override { return free_bytes; }
+  int64_t free_bytes = 0;
   void* Alloc(int64_t bytes) override {
     void* p = kernels::Ops::Alloc(bytes);
     if (p != nullptr) std::memset(p, 0xff, static_cast<size_t>(bytes));  // NaN floats

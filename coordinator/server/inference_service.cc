@@ -191,7 +191,7 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::Start(
     stream->Close(built.status());
     return reactor;
   }
-  Clock::time_point deadline = Clock::now() + std::chrono::hours(24 * 365);
+  Clock::time_point deadline = coordinator_->DefaultDeadline();
   const auto client_deadline = ctx->deadline();
   if (client_deadline != std::chrono::system_clock::time_point::max()) {
     deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(

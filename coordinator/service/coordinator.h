@@ -70,6 +70,11 @@ class Coordinator {
   // Abort RPC: ends the stream with finish reason abort. False when no such live request.
   bool Abort(const std::string& request_id);
 
+  // The deadline of a request whose client set none (CoordinatorOptions::default_deadline_s).
+  Clock::time_point DefaultDeadline() const {
+    return Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                              std::chrono::duration<double>(options_.default_deadline_s));
+  }
   const tokenizer::Tokenizer& tokenizer() const { return *tokenizer_; }
   const ModelConfig& config() const { return config_; }
   const std::string& fingerprint() const { return fingerprint_; }

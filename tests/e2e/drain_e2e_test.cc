@@ -49,3 +49,31 @@ TEST(DrainE2E, SigtermFinishesShortRequestsAndShutsDownLongOnes) {
 
 }  // namespace
 }  // namespace olmo::testing
+
+namespace olmo::testing {
+namespace {
+
+// A request whose client sets no deadline gets the service's --default-deadline-s: it is cancelled
+// with DEADLINE_EXCEEDED and its blocks are freed.
+TEST(DeadlineE2E, DefaultDeadlineAppliesWithoutAClientDeadline) {
+  Cluster c({"--default-deadline-s", "1"});
+  ASSERT_TRUE(c.ok()) << c.Logs();
+  c.AddGroup(1, 1, "dl");
+  ASSERT_TRUE(c.WaitGroups(1)) << c.Logs();
+  grpc::ClientContext ctx;  // no deadline
+  auto reader = c.stub()->Generate(&ctx, Long(4000));
+  Completion got = Drain(reader.get());
+  EXPECT_EQ(got.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+      << got.status.error_message();
+  EXPECT_GT(got.ids.size(), 0u);
+  EXPECT_LT(got.ids.size(), 4000u);
+  for (int i = 0; i < 50; ++i) {
+    v1::Stats s = c.Stats();
+    if (s.running() == 0 && s.groups_size() == 1 && s.groups(0).full().used() == 0) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ADD_FAILURE() << "blocks still held: " << c.Stats().DebugString();
+}
+
+}  // namespace
+}  // namespace olmo::testing

@@ -85,7 +85,8 @@ inline Process Spawn(const std::vector<std::string>& argv, const std::string& lo
 // The tiny demo checkpoint (random weights, real Olmo 3 tokenizer), made once per test binary.
 inline const std::string& DemoModel() {
   static const std::string dir = [] {
-    std::string d = ::testing::TempDir() + "/olmo_e2e_model_" + std::to_string(getpid());
+    std::string d = ::testing::TempDir() + "/olmo_e2e_model_XXXXXX";
+    if (mkdtemp(d.data()) == nullptr) return std::string();
     std::string cmd = kBin + "make-tiny/make-tiny --preset tiny-demo --out " + d +
                       " --tokenizer " + OLMO_TEST_DATA_DIR +
                       "/tokenizer/olmo3_instruct.tokenizer.json --chat-template " +
@@ -100,9 +101,11 @@ inline const std::string& DemoModel() {
 class Cluster {
  public:
   explicit Cluster(std::vector<std::string> coordinator_flags = {}) {
-    dir_ = ::testing::TempDir() + "/olmo_e2e_" + std::to_string(getpid()) + "_" +
-           std::to_string(counter_++);
-    std::filesystem::create_directories(dir_);
+    // A fresh directory per cluster: PIDs are reused within a CI run, so a name made from the
+    // PID could find a stale address file of an earlier test (and its coordinator's ports).
+    std::string pattern = ::testing::TempDir() + "/olmo_e2e_XXXXXX";
+    if (mkdtemp(pattern.data()) == nullptr) return;
+    dir_ = pattern;
     const std::string addr = dir_ + "/address.json";
     std::vector<std::string> argv = {kBin + "olmo-coordinator/olmo-coordinator", "--model",
                                      DemoModel(), "--listen", "127.0.0.1:0", "--control-listen",
@@ -127,6 +130,11 @@ class Cluster {
     for (auto& g : groups_) {
       g.KillGroup(SIGKILL);
       g.Wait(5);
+    }
+    // Logs stay for a failed test (their tails are printed, the rest can be read there).
+    if (!dir_.empty() && !::testing::Test::HasFailure()) {
+      std::error_code ec;
+      std::filesystem::remove_all(dir_, ec);
     }
   }
 
@@ -189,7 +197,6 @@ class Cluster {
   }
 
  private:
-  static inline int counter_ = 0;
   std::string dir_, client_, control_;
   Process coordinator_;
   std::vector<Process> groups_;

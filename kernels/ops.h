@@ -32,10 +32,10 @@ struct WeightView {
 class PackedWeight {
  public:
   virtual ~PackedWeight() = default;
-  virtual int64_t rows() const = 0;  // out features
-  virtual int64_t cols() const = 0;  // in features
-  virtual DType dtype() const = 0;   // storage dtype of the weights
-  virtual int64_t bytes() const = 0; // bytes read by one Matmul (the weight payload)
+  virtual int64_t rows() const = 0;   // out features
+  virtual int64_t cols() const = 0;   // in features
+  virtual DType dtype() const = 0;    // storage dtype of the weights
+  virtual int64_t bytes() const = 0;  // bytes read by one Matmul (the weight payload)
 };
 
 struct MatmulParams {
@@ -89,14 +89,15 @@ struct RmsScaleParams {
 
 // One RoPE table (one per layer type): inverse frequencies and the cos/sin amplitude A.
 struct RopeTable {
-  std::vector<float> inv_freq;  // f32 [head_dim / 2], computed in f32 as HF does
-  float attention_scale = 1.0f; // A: 1 for default RoPE, YaRN attention_factor otherwise
+  std::vector<float> inv_freq;   // f32 [head_dim / 2], computed in f32 as HF does
+  float attention_scale = 1.0f;  // A: 1 for default RoPE, YaRN attention_factor otherwise
 };
 // HF `_compute_default_rope_parameters` / `_compute_yarn_parameters` (docs/olmo3.md §3.8).
 RopeTable MakeRopeTable(const RopeConfig& rope, int64_t head_dim);
 
 // Rotate-half (NeoX) RoPE in place on [num_tokens, num_heads, head_dim] rows:
-// y[j] = A(x[j] cos θ - x[j+h] sin θ), y[j+h] = A(x[j+h] cos θ + x[j] sin θ), θ = f32(p)·inv_freq[j].
+// y[j] = A(x[j] cos θ - x[j+h] sin θ), y[j+h] = A(x[j+h] cos θ + x[j] sin θ), θ =
+// f32(p)·inv_freq[j].
 struct RopeParams {
   float* x = nullptr;  // f32 [num_tokens, num_heads * head_dim] with row stride `stride`
   int64_t num_tokens = 0;
@@ -136,7 +137,7 @@ struct KvWriteParams {
 struct AttentionParams {
   const float* q = nullptr;  // f32 [num_tokens, num_heads * head_dim], row stride q_stride
   int64_t q_stride = 0;
-  float* out = nullptr;      // f32 [num_tokens, num_heads * head_dim] (dense)
+  float* out = nullptr;  // f32 [num_tokens, num_heads * head_dim] (dense)
   int64_t num_tokens = 0;
   int64_t num_heads = 0;
   const int32_t* positions = nullptr;     // i32 [num_tokens]

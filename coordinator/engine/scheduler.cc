@@ -20,9 +20,9 @@ absl::Status Scheduler::Add(const Request& request) {
   }
   int64_t total = static_cast<int64_t>(request.prompt_ids.size()) + request.max_tokens;
   if (config_.max_model_len > 0 && total > config_.max_model_len) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "max_tokens: prompt (%d tokens) + max_tokens (%d) exceeds max_model_len %d",
-        request.prompt_ids.size(), request.max_tokens, config_.max_model_len));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("max_tokens: prompt (%d tokens) + max_tokens (%d) exceeds max_model_len %d",
+                        request.prompt_ids.size(), request.max_tokens, config_.max_model_len));
   }
   if (seqs_.count(request.seq_id)) {
     return absl::AlreadyExistsError(absl::StrFormat("seq_id %d already queued", request.seq_id));
@@ -87,8 +87,8 @@ void Scheduler::HashBlocks(Sequence& s, int64_t blocks) {
   const int64_t bs = blocks_->block_size();
   while (static_cast<int64_t>(s.hashes.size()) < blocks) {
     const int64_t i = static_cast<int64_t>(s.hashes.size());
-    BlockHash parent = i == 0 ? PrefixSeed(config_.model_fingerprint, s.request.cache_salt)
-                              : s.hashes.back();
+    BlockHash parent =
+        i == 0 ? PrefixSeed(config_.model_fingerprint, s.request.cache_salt) : s.hashes.back();
     s.hashes.push_back(ChainHash(
         parent, std::span<const int32_t>(s.tokens.data() + i * bs, static_cast<size_t>(bs))));
   }
@@ -117,7 +117,9 @@ StepPlan Scheduler::Schedule() {
       HashBlocks(s, (static_cast<int64_t>(s.tokens.size()) - 1) / bs);
       int64_t usable = (static_cast<int64_t>(s.tokens.size()) - 1) / bs;
       hit = blocks_->AcquireCached(
-          id, std::span<const BlockHash>(s.hashes.data(), static_cast<size_t>(usable)), st.blocks) * bs;
+                id, std::span<const BlockHash>(s.hashes.data(), static_cast<size_t>(usable)),
+                st.blocks) *
+            bs;
       s.num_computed = hit;
     }
     int64_t remaining = static_cast<int64_t>(s.tokens.size()) - s.num_computed;

@@ -22,7 +22,7 @@ struct SchedulerConfig {
   int64_t max_seqs = 256;             // running sequences at most
   int64_t max_model_len = 0;          // prompt + output tokens at most per sequence
   bool enable_prefix_cache = true;
-  std::string model_fingerprint;      // seeds the prefix-cache hash chain
+  std::string model_fingerprint;  // seeds the prefix-cache hash chain
 };
 
 struct Request {
@@ -98,8 +98,8 @@ class Scheduler {
     std::vector<int32_t> tokens;  // prompt + output so far
     int64_t num_computed = 0;     // tokens whose KV is in the cache
     int32_t num_output = 0;
-    bool needs_reset = true;      // next step is the first since (re)admission
-    bool in_flight = false;       // part of a submitted step whose result has not come back
+    bool needs_reset = true;        // next step is the first since (re)admission
+    bool in_flight = false;         // part of a submitted step whose result has not come back
     std::vector<BlockHash> hashes;  // prefix-cache hash of each full block of `tokens`
     int64_t registered = 0;         // full blocks registered in the prefix cache
   };

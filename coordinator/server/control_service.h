@@ -14,9 +14,9 @@ class ControlService final : public v1::WorkerControl::Service {
 
   grpc::Status Attach(grpc::ServerContext* ctx, const v1::AttachRequest* request,
                       v1::ShardPlan* response) override;
-  grpc::Status Run(grpc::ServerContext* ctx,
-                   grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::WorkerMessage>* stream)
-      override;
+  grpc::Status Run(
+      grpc::ServerContext* ctx,
+      grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::WorkerMessage>* stream) override;
 
  private:
   service::Coordinator* coordinator_;

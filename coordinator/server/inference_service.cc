@@ -11,11 +11,16 @@ using service::Clock;
 
 v1::FinishReason ToProto(requests::Finish f) {
   switch (f) {
-    case requests::Finish::kStop: return v1::FINISH_REASON_STOP;
-    case requests::Finish::kLength: return v1::FINISH_REASON_LENGTH;
-    case requests::Finish::kAbort: return v1::FINISH_REASON_ABORT;
-    case requests::Finish::kShutdown: return v1::FINISH_REASON_SHUTDOWN;
-    default: return v1::FINISH_REASON_UNSPECIFIED;
+    case requests::Finish::kStop:
+      return v1::FINISH_REASON_STOP;
+    case requests::Finish::kLength:
+      return v1::FINISH_REASON_LENGTH;
+    case requests::Finish::kAbort:
+      return v1::FINISH_REASON_ABORT;
+    case requests::Finish::kShutdown:
+      return v1::FINISH_REASON_SHUTDOWN;
+    default:
+      return v1::FINISH_REASON_UNSPECIFIED;
   }
 }
 
@@ -221,11 +226,11 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::Chat(
 grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext* ctx,
                                                      const v1::TokenizeRequest* request,
                                                      v1::TokenizeResponse* response) {
-  auto ids = coordinator_->tokenizer().Encode(
-      request->text(),
-      request->allow_special_tokens() ? tokenizer::AddedTokens::kMatch
-                                      : tokenizer::AddedTokens::kPlain,
-      tokenizer::InvalidUtf8::kReject);
+  auto ids = coordinator_->tokenizer().Encode(request->text(),
+                                              request->allow_special_tokens()
+                                                  ? tokenizer::AddedTokens::kMatch
+                                                  : tokenizer::AddedTokens::kPlain,
+                                              tokenizer::InvalidUtf8::kReject);
   if (!ids.ok()) {
     return Done(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                   "text: " + std::string(ids.status().message())));

@@ -28,8 +28,7 @@ class InferenceService final : public v1::Inference::CallbackService {
   grpc::ServerUnaryReactor* GetStats(grpc::CallbackServerContext* ctx,
                                      const v1::GetStatsRequest* request,
                                      v1::Stats* response) override;
-  grpc::ServerUnaryReactor* Abort(grpc::CallbackServerContext* ctx,
-                                  const v1::AbortRequest* request,
+  grpc::ServerUnaryReactor* Abort(grpc::CallbackServerContext* ctx, const v1::AbortRequest* request,
                                   v1::AbortResponse* response) override;
 
  private:

@@ -5,7 +5,7 @@ namespace olmo::service {
 engine::Request ActiveRequest::EngineRequest() const {
   engine::Request r = request_;
   r.seq_id = seq_id_;
-  std::lock_guard<std::mutex> lock(const_cast<std::mutex&>(mu_));
+  std::lock_guard<std::mutex> lock(mu_);
   r.resumed_output_ids = generated_;
   return r;
 }

@@ -91,7 +91,7 @@ class ActiveRequest {
   const Clock::time_point arrival_;
   const Clock::time_point deadline_;
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::vector<int32_t> generated_;  // every token the engine produced
   std::vector<Work> pending_;
   bool scheduled_ = false;  // a pool task owns Process()

@@ -33,20 +33,20 @@ inline constexpr uint32_t kControlVersion = 1;
 
 struct CoordinatorOptions {
   std::string model_dir;
-  std::string secret;              // shared with the workers; empty: no check
-  std::string chat_template;       // built-in renderer override ("olmo_instruct", "olmo_think")
-  int64_t block_size = 16;         // tokens per KV block
-  double kv_cache_mib = 256;       // CPU workers: KV MiB per rank
-  double kv_memory_fraction = 0.9; // GPU workers: of the memory left after weights + workspace
+  std::string secret;               // shared with the workers; empty: no check
+  std::string chat_template;        // built-in renderer override ("olmo_instruct", "olmo_think")
+  int64_t block_size = 16;          // tokens per KV block
+  double kv_cache_mib = 256;        // CPU workers: KV MiB per rank
+  double kv_memory_fraction = 0.9;  // GPU workers: of the memory left after weights + workspace
   int64_t max_tokens_per_step = 512;
   int64_t max_seqs = 256;
-  int64_t max_model_len = 0;       // 0: max_position_embeddings (then capped by KV capacity)
-  int64_t max_waiting = 4096;      // live requests at most; more are RESOURCE_EXHAUSTED
-  int64_t max_prompt_tokens = 0;   // 0: max_model_len - 1
-  double default_deadline_s = 600; // for requests without a client deadline
-  double stall_timeout_s = 30;     // a client not reading for this long is cancelled
-  double step_timeout_s = 120;     // a step without result for this long: the group is hung
-  double heartbeat_timeout_s = 10; // no message from a group for this long: it is lost
+  int64_t max_model_len = 0;        // 0: max_position_embeddings (then capped by KV capacity)
+  int64_t max_waiting = 4096;       // live requests at most; more are RESOURCE_EXHAUSTED
+  int64_t max_prompt_tokens = 0;    // 0: max_model_len - 1
+  double default_deadline_s = 600;  // for requests without a client deadline
+  double stall_timeout_s = 30;      // a client not reading for this long is cancelled
+  double step_timeout_s = 120;      // a step without result for this long: the group is hung
+  double heartbeat_timeout_s = 10;  // no message from a group for this long: it is lost
   int output_threads = 2;
   bool enable_prefix_cache = true;
 };
@@ -61,8 +61,7 @@ class Coordinator {
   RequestBuilder builder() const;
   // Admits a built request; its events go to `sink`. UNAVAILABLE while draining,
   // RESOURCE_EXHAUSTED when max_waiting requests are live, ALREADY_EXISTS for a live request_id.
-  absl::StatusOr<std::shared_ptr<ActiveRequest>> Submit(BuiltRequest built,
-                                                        std::string request_id,
+  absl::StatusOr<std::shared_ptr<ActiveRequest>> Submit(BuiltRequest built, std::string request_id,
                                                         Clock::time_point deadline,
                                                         std::shared_ptr<StreamSink> sink);
   // The client went away (cancel, deadline): drop the request and free its blocks.
@@ -112,7 +111,6 @@ class Coordinator {
   void PoolLoop();
   void ReaperLoop();
   void UpdateHealth();
-  std::shared_ptr<GroupSession> FindGroup(int id) const;
 
   CoordinatorOptions options_;
   ModelConfig config_;
@@ -130,7 +128,7 @@ class Coordinator {
   std::unordered_map<std::string, std::shared_ptr<ActiveRequest>> table_;
   std::deque<std::shared_ptr<ActiveRequest>> unassigned_;  // no live group yet
   std::map<int, std::shared_ptr<GroupSession>> groups_;
-  std::map<std::string, int> pending_attach_;  // group_id -> pp
+  std::map<std::string, int> pending_attach_;   // group_id -> pp
   std::unordered_map<uint64_t, int> affinity_;  // prompt-prefix key -> group
   int64_t migrations_ = 0;
   std::function<void(bool)> health_cb_;

@@ -73,11 +73,13 @@ GroupSession::~GroupSession() {
   Join();
 }
 
-void GroupSession::Start() { thread_ = std::thread([this] { Loop(); }); }
+void GroupSession::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
 
 bool GroupSession::Add(std::shared_ptr<ActiveRequest> request) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (!alive_ || !failure_.ok() || stop_) return false;
+  if (!alive_ || !failure_.ok()) return false;
   adds_.push_back(std::move(request));
   ++load_;
   cv_.notify_all();
@@ -158,8 +160,7 @@ void GroupSession::Loop() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] {
-        return stop_ || !failure_.ok() || !adds_.empty() || !aborts_.empty() ||
-               engine_.HasWork();
+        return !failure_.ok() || !adds_.empty() || !aborts_.empty() || engine_.HasWork();
       });
       if (!failure_.ok()) {
         failure = failure_;

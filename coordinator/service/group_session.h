@@ -41,7 +41,9 @@ class ControlStream {
 class GrpcExecutor final : public StepExecutor {
  public:
   GrpcExecutor(ControlStream* stream, ExecutorInfo info, int max_in_flight, double step_timeout_s)
-      : stream_(stream), info_(info), max_in_flight_(max_in_flight),
+      : stream_(stream),
+        info_(info),
+        max_in_flight_(max_in_flight),
         step_timeout_s_(step_timeout_s) {}
   const ExecutorInfo& info() const override { return info_; }
   int max_in_flight() const override { return max_in_flight_; }
@@ -79,8 +81,7 @@ class GroupSession {
     // The request finished in the engine (its stream may still be writing).
     std::function<void(const std::shared_ptr<ActiveRequest>&)> finished;
     // The group failed: these requests (unfinished) need another group.
-    std::function<void(int group, std::vector<std::shared_ptr<ActiveRequest>>, absl::Status)>
-        lost;
+    std::function<void(int group, std::vector<std::shared_ptr<ActiveRequest>>, absl::Status)> lost;
   };
 
   GroupSession(int id, std::string name, ControlStream* stream, ExecutorInfo info, int pp,
@@ -98,9 +99,10 @@ class GroupSession {
   void Abort(int64_t seq_id);
   // Reader thread: a message from the worker.
   void OnMessage(const v1::WorkerMessage& message);
-  // The stream ended, or the group is declared lost (hang, missed heartbeats).
+  // The stream ended, or the group is declared lost (hang, missed heartbeats); also how the
+  // coordinator stops a group.
   void Fail(const absl::Status& status);
-  // Waits for the scheduler thread to end (after Fail or Stop).
+  // Waits for the scheduler thread to end (after Fail).
   void Join();
   // Asks the worker group to shut down after its work (drain end).
   void SendShutdown();
@@ -131,7 +133,6 @@ class GroupSession {
   std::condition_variable cv_;
   std::vector<std::shared_ptr<ActiveRequest>> adds_;
   std::vector<int64_t> aborts_;
-  bool stop_ = false;
   absl::Status failure_;
 
   std::map<int64_t, std::shared_ptr<ActiveRequest>> running_;  // scheduler thread only

@@ -17,11 +17,11 @@ absl::StatusOr<BuiltRequest> RequestBuilder::FromGenerate(const v1::GenerateRequ
   switch (req.input_case()) {
     case v1::GenerateRequest::kText: {
       if (req.text().empty()) return Invalid("text: empty prompt");
-      auto encoded = tokenizer_->Encode(req.text(),
-                                        req.sampling().allow_special_tokens()
-                                            ? tokenizer::AddedTokens::kMatch
-                                            : tokenizer::AddedTokens::kPlain,
-                                        tokenizer::InvalidUtf8::kReject);
+      auto encoded =
+          tokenizer_->Encode(req.text(),
+                             req.sampling().allow_special_tokens() ? tokenizer::AddedTokens::kMatch
+                                                                   : tokenizer::AddedTokens::kPlain,
+                             tokenizer::InvalidUtf8::kReject);
       if (!encoded.ok()) {
         return Invalid(absl::StrFormat("text: %s", std::string(encoded.status().message())));
       }
@@ -33,8 +33,10 @@ absl::StatusOr<BuiltRequest> RequestBuilder::FromGenerate(const v1::GenerateRequ
       if (ids.empty()) return Invalid("token_ids: empty prompt");
       for (size_t i = 0; i < ids.size(); ++i) {
         if (ids[i] < 0 || ids[i] >= vocab_size_) {
-          return Invalid(absl::StrFormat("token_ids: id %d at index %d is outside the vocabulary "
-                                         "[0, %d)", ids[i], i, vocab_size_));
+          return Invalid(
+              absl::StrFormat("token_ids: id %d at index %d is outside the vocabulary "
+                              "[0, %d)",
+                              ids[i], i, vocab_size_));
         }
       }
       break;
@@ -72,7 +74,8 @@ absl::StatusOr<BuiltRequest> RequestBuilder::Finish(std::vector<int32_t> prompt_
                                                     const std::string& cache_salt) const {
   const int64_t n = static_cast<int64_t>(prompt_ids.size());
   const int64_t max_len = limits_.max_model_len;
-  const int64_t max_prompt = limits_.max_prompt_tokens > 0 ? limits_.max_prompt_tokens : max_len - 1;
+  const int64_t max_prompt =
+      limits_.max_prompt_tokens > 0 ? limits_.max_prompt_tokens : max_len - 1;
   if (n > max_prompt) {
     return Invalid(absl::StrFormat("prompt: %d tokens, more than the limit of %d", n, max_prompt));
   }
@@ -106,15 +109,14 @@ absl::StatusOr<BuiltRequest> RequestBuilder::Finish(std::vector<int32_t> prompt_
   }
   if (s.has_repetition_penalty()) {
     if (!(s.repetition_penalty() > 0.0f) || !std::isfinite(s.repetition_penalty())) {
-      return Invalid(absl::StrFormat("repetition_penalty: must be > 0, got %g",
-                                     s.repetition_penalty()));
+      return Invalid(
+          absl::StrFormat("repetition_penalty: must be > 0, got %g", s.repetition_penalty()));
     }
     p.repetition_penalty = s.repetition_penalty();
   }
-  for (auto [name, has, v] : {std::tuple{"presence_penalty", s.has_presence_penalty(),
-                                         s.presence_penalty()},
-                              std::tuple{"frequency_penalty", s.has_frequency_penalty(),
-                                         s.frequency_penalty()}}) {
+  for (auto [name, has, v] :
+       {std::tuple{"presence_penalty", s.has_presence_penalty(), s.presence_penalty()},
+        std::tuple{"frequency_penalty", s.has_frequency_penalty(), s.frequency_penalty()}}) {
     if (has && !(v >= -2.0f && v <= 2.0f)) {
       return Invalid(absl::StrFormat("%s: must be in [-2, 2], got %g", name, v));
     }
@@ -153,8 +155,7 @@ absl::StatusOr<BuiltRequest> RequestBuilder::Finish(std::vector<int32_t> prompt_
       return Invalid(absl::StrFormat("stop_token_ids: id %d is outside the vocabulary [0, %d)", id,
                                      vocab_size_));
     }
-    if (std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), id) ==
-        p.stop_token_ids.end()) {
+    if (std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), id) == p.stop_token_ids.end()) {
       p.stop_token_ids.push_back(id);
     }
   }

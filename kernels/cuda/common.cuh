@@ -57,9 +57,12 @@ __device__ __forceinline__ float BlockMax(float v) {
 // Element i of a tensor stored as `dtype`, as f32.
 __device__ __forceinline__ float LoadAsFloat(const void* data, DType dtype, int64_t i) {
   switch (dtype) {
-    case DType::kBF16: return __bfloat162float(static_cast<const __nv_bfloat16*>(data)[i]);
-    case DType::kF16: return __half2float(static_cast<const __half*>(data)[i]);
-    default: return static_cast<const float*>(data)[i];
+    case DType::kBF16:
+      return __bfloat162float(static_cast<const __nv_bfloat16*>(data)[i]);
+    case DType::kF16:
+      return __half2float(static_cast<const __half*>(data)[i]);
+    default:
+      return static_cast<const float*>(data)[i];
   }
 }
 

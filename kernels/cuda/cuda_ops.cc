@@ -6,9 +6,9 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <string>
 #include <map>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "kernels/cuda/cuda_check.h"

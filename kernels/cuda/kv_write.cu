@@ -24,10 +24,9 @@ __global__ void KvWriteKernel(const float* k, const float* v, int64_t k_stride, 
 void KvWrite(const KvWriteParams& p, cudaStream_t stream) {
   const int64_t n = p.num_tokens * p.cache.kv_heads * p.cache.head_dim;
   if (n == 0) return;
-  KvWriteKernel<<<Blocks(n, 256), 256, 0, stream>>>(p.k, p.v, p.k_stride, p.v_stride,
-                                                    p.num_tokens, p.slots, p.cache.data,
-                                                    p.cache.kv_heads, p.cache.block_size,
-                                                    p.cache.head_dim);
+  KvWriteKernel<<<Blocks(n, 256), 256, 0, stream>>>(p.k, p.v, p.k_stride, p.v_stride, p.num_tokens,
+                                                    p.slots, p.cache.data, p.cache.kv_heads,
+                                                    p.cache.block_size, p.cache.head_dim);
 }
 
 }  // namespace olmo::kernels::cuda

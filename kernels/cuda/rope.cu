@@ -31,8 +31,7 @@ void Rope(const RopeParams& p, const float* inv_freq, cudaStream_t stream) {
   const int64_t n = p.num_tokens * p.num_heads * half;
   if (n == 0) return;
   RopeKernel<<<Blocks(n, 256), 256, 0, stream>>>(p.x, p.num_tokens, p.num_heads, half, p.stride,
-                                                 p.positions, inv_freq,
-                                                 p.table->attention_scale);
+                                                 p.positions, inv_freq, p.table->attention_scale);
 }
 
 }  // namespace olmo::kernels::cuda

@@ -5,6 +5,7 @@
 // across token boundaries; stop ids and min_tokens; deadline expiry, cancellation during prefill
 // and decode, Abort, and a client that stops reading — each frees its KV blocks.
 #include <future>
+#include <sstream>
 
 #include "tests/e2e/cluster.h"
 
@@ -250,6 +251,74 @@ TEST_F(ApiE2E, ClientThatStopsReadingIsCancelledWithResourceExhausted) {
   grpc::Status st = reader->Finish();
   EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
   ExpectAllReleased();
+}
+
+}  // namespace
+}  // namespace olmo::testing
+
+namespace olmo::testing {
+namespace {
+
+std::string RunCli(const std::string& server, const std::string& args, int* rc) {
+  const std::string cmd = kBin + "olmo-cli/olmo-cli --server " + server + " " + args + " 2>&1";
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  const int status = pclose(p);
+  *rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+// olmo-cli against the service: health, tokenize (equal to the Tokenize RPC), a streamed
+// generate --json equal to the same greedy request over gRPC, stats as JSON, and a bad request's
+// status and field on stderr with a non-zero exit.
+TEST_F(ApiE2E, CliCommands) {
+  const std::string server = cluster_->client_address();
+  int rc = -1;
+  EXPECT_EQ(RunCli(server, "health", &rc), "SERVING\n");
+  EXPECT_EQ(rc, 0);
+
+  std::string out = RunCli(server, "tokenize 'The capital of France is'", &rc);
+  ASSERT_EQ(rc, 0) << out;
+  grpc::ClientContext ctx;
+  v1::TokenizeRequest treq;
+  treq.set_text("The capital of France is");
+  v1::TokenizeResponse tresp;
+  ASSERT_TRUE(cluster_->stub()->Tokenize(&ctx, treq, &tresp).ok());
+  EXPECT_EQ(nlohmann::json::parse(out).get<std::vector<int32_t>>(),
+            std::vector<int32_t>(tresp.ids().begin(), tresp.ids().end()));
+
+  out = RunCli(server, "--json generate 'The capital of France is' --max-tokens 6 --temperature 0",
+               &rc);
+  ASSERT_EQ(rc, 0) << out;
+  std::vector<int32_t> ids;
+  std::string finish;
+  std::istringstream lines(out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    nlohmann::json j = nlohmann::json::parse(line);
+    for (int32_t id : j["token_ids"]) ids.push_back(id);
+    finish = j["finish_reason"];
+  }
+  v1::GenerateRequest greq;
+  greq.set_text("The capital of France is");
+  greq.mutable_sampling()->set_max_tokens(6);
+  greq.mutable_sampling()->set_temperature(0.0f);
+  Completion want = Generate(cluster_->stub(), greq);
+  EXPECT_EQ(ids, want.ids);
+  EXPECT_EQ(finish, "length");
+
+  out = RunCli(server, "stats", &rc);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_TRUE(nlohmann::json::parse(out).contains("groups")) << out;
+
+  out = RunCli(server, "generate hi --top-p 1.5 --max-tokens 4", &rc);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("INVALID_ARGUMENT"), std::string::npos) << out;
+  EXPECT_NE(out.find("top_p"), std::string::npos) << out;
 }
 
 }  // namespace

@@ -22,8 +22,7 @@ int LocalRank() {
 absl::StatusOr<OpsFactory> MakeOpsFactory(const std::string& device, int local_rank) {
   if (device == "cpu") return OpsFactory();
   if (device != "cuda") {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("--device: '%s' is not cpu or cuda", device));
+    return absl::InvalidArgumentError(absl::StrFormat("--device: '%s' is not cpu or cuda", device));
   }
 #ifdef OLMO_WITH_CUDA
   int count = 0;

@@ -27,8 +27,7 @@ const FlagTable::Flag* FlagTable::Find(const std::string& name) const {
 absl::Status FlagTable::Set(const Flag& flag, const std::string& value,
                             const std::string& where) const {
   auto bad = [&](const char* what) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("%s: %s: '%s'", where, what, value));
+    return absl::InvalidArgumentError(absl::StrFormat("%s: %s: '%s'", where, what, value));
   };
   if (auto* s = std::get_if<std::string*>(&flag.target)) {
     **s = value;
@@ -87,8 +86,7 @@ absl::StatusOr<std::vector<std::string>> FlagTable::Parse(int argc, char** argv)
       }
     }
     if (f == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("unknown flag --%s (see --help)", name));
+      return absl::InvalidArgumentError(absl::StrFormat("unknown flag --%s (see --help)", name));
     }
     if (std::holds_alternative<bool*>(f->target) && !has_value) {
       *std::get<bool*>(f->target) = true;

@@ -6,7 +6,6 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
@@ -20,6 +19,7 @@
 #include "nlohmann/json.hpp"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
+#include "tools/common/files.h"
 #include "tools/common/flag_table.h"
 
 namespace {
@@ -81,14 +81,6 @@ int Fail(const std::string& message) {
   return 1;
 }
 
-absl::StatusOr<std::string> ReadFile(const std::string& path, const char* what) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrFormat("%s: cannot read %s", what, path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // Writes the bound addresses atomically (tmp + rename): a reader never sees half a file.
 absl::Status WriteAddressFile(const std::string& path, const std::string& client,
                               const std::string& control) {
@@ -131,7 +123,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (!a.config_file.empty()) {
-    auto text = ReadFile(a.config_file, "--config");
+    auto text = olmo::tools::ReadTextFile(a.config_file, "--config");
     if (!text.ok()) return Fail(std::string(text.status().message()));
     nlohmann::json j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded()) return Fail("--config: " + a.config_file + " is not valid JSON");
@@ -143,15 +135,10 @@ int main(int argc, char** argv) {
   if (!parsed->empty()) return Fail("unexpected argument '" + parsed->front() + "'");
   if (a.o.model_dir.empty()) return Fail("--model is required (see --help)");
   spdlog::set_level(spdlog::level::from_str(a.log_level));
-  if (!a.secret_file.empty()) {
-    auto secret = ReadFile(a.secret_file, "--secret-file");
+  {
+    auto secret = olmo::tools::ReadSecret(a.secret_file, "--secret-file");
     if (!secret.ok()) return Fail(std::string(secret.status().message()));
     a.o.secret = *secret;
-    while (!a.o.secret.empty() && std::isspace(static_cast<unsigned char>(a.o.secret.back()))) {
-      a.o.secret.pop_back();
-    }
-  } else if (const char* env = std::getenv("OLMO_SECRET")) {
-    a.o.secret = env;
   }
   if (a.o.secret.empty() && HostOf(a.control_listen) != "127.0.0.1" &&
       HostOf(a.control_listen) != "localhost") {
@@ -196,8 +183,8 @@ int main(int argc, char** argv) {
   grpc::ServerBuilder ib;
   std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
   if (!a.tls_cert.empty() || !a.tls_key.empty()) {
-    auto cert = ReadFile(a.tls_cert, "--tls-cert");
-    auto key = ReadFile(a.tls_key, "--tls-key");
+    auto cert = olmo::tools::ReadTextFile(a.tls_cert, "--tls-cert");
+    auto key = olmo::tools::ReadTextFile(a.tls_key, "--tls-key");
     if (!cert.ok()) return Fail(std::string(cert.status().message()));
     if (!key.ok()) return Fail(std::string(key.status().message()));
     grpc::SslServerCredentialsOptions ssl;

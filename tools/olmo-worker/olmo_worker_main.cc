@@ -7,9 +7,7 @@
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
-#include <fstream>
 #include <mutex>
-#include <sstream>
 #include <thread>
 
 #include <unistd.h>
@@ -24,6 +22,7 @@
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 #include "tools/common/device_ops.h"
+#include "tools/common/files.h"
 #include "tools/common/flag_table.h"
 #include "worker/checkpoint/fingerprint.h"
 #include "worker/comm/mpi_comm.h"
@@ -63,13 +62,6 @@ int Fail(const std::string& message) {
   return 1;
 }
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError("cannot read " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // The coordinator's control address: --coordinator, or the "control" field of the address file
 // the coordinator writes, waiting up to --wait-seconds for it to appear.
@@ -78,7 +70,7 @@ absl::StatusOr<std::string> ControlAddress(const Args& a) {
   const auto until = std::chrono::steady_clock::now() +
                      std::chrono::milliseconds(static_cast<int64_t>(a.wait_seconds * 1000));
   while (true) {
-    auto text = ReadFile(a.coordinator_file);
+    auto text = olmo::tools::ReadTextFile(a.coordinator_file, "--coordinator-file");
     if (text.ok()) {
       nlohmann::json j = nlohmann::json::parse(*text, nullptr, false);
       if (!j.is_discarded() && j.contains("control") && j["control"].is_string()) {
@@ -109,17 +101,9 @@ absl::StatusOr<olmo::v1::ShardPlan> AttachToCoordinator(const Args& a,
   req.set_device_kind(olmo::tools::DeviceDescription(a.device, olmo::tools::LocalRank(), &memory));
   req.set_device_memory_bytes(memory);
   req.set_group_name(a.group_name);
-  if (!a.secret_file.empty()) {
-    auto s = ReadFile(a.secret_file);
-    if (!s.ok()) return s.status();
-    std::string secret = *s;
-    while (!secret.empty() && std::isspace(static_cast<unsigned char>(secret.back()))) {
-      secret.pop_back();
-    }
-    req.set_secret(secret);
-  } else if (const char* env = std::getenv("OLMO_SECRET")) {
-    req.set_secret(env);
-  }
+  absl::StatusOr<std::string> secret = olmo::tools::ReadSecret(a.secret_file, "--secret-file");
+  if (!secret.ok()) return secret.status();
+  req.set_secret(*secret);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   ctx.set_wait_for_ready(true);

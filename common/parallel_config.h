@@ -25,8 +25,8 @@ struct HeadShard {
   int64_t num_q_heads = 0;
   int64_t kv_head_begin = 0;
   int64_t num_kv_heads = 0;
-  // Ranks holding the same kv slice (1 unless replicated); the k-norm partial sums of squares
-  // are divided by this so each distinct kv slice counts once in the all-reduce.
+  // Ranks holding the same kv slice (1 unless replicated; consecutive tp ranks); only the first
+  // of them contributes k-norm statistics, so each distinct kv slice counts once.
   int64_t kv_replication = 1;
 };
 

@@ -165,6 +165,65 @@ struct LogSoftmaxParams {
   int64_t n = 0;
 };
 
+// Per-row parameters of Sample: plain data, the same bytes on host and device.
+struct SampleRowParams {
+  float temperature = 1.0f;         // 0: greedy (argmax after penalties and the ban)
+  int32_t top_k = 0;                // on when 0 < top_k < vocab
+  float top_p = 1.0f;               // on when < 1
+  float min_p = 0.0f;               // on when > 0
+  float repetition_penalty = 1.0f;  // on when != 1 (HF, over prompt + output ids)
+  float presence_penalty = 0.0f;    // OpenAI, over output ids
+  float frequency_penalty = 0.0f;   // OpenAI, over output counts
+  int32_t num_logprobs = 0;         // top raw logprobs wanted (clamped to max_logprobs, vocab)
+  uint64_t seed = 0;                // Philox key
+  int64_t position = 0;             // Philox counter: absolute position of the token drawn
+  int32_t ban_stop_ids = 0;         // nonzero: the row's ban_ids get -inf (min_tokens not reached)
+  int32_t reserved = 0;             // explicit padding (no indeterminate bytes)
+};
+static_assert(sizeof(SampleRowParams) == 56, "SampleRowParams is copied to devices as bytes");
+
+// Token sampling (DESIGN.md §5), row by row, over full vocab rows:
+//   lse = log Σ exp(logits) (raw; every reported logprob is logit - lse);
+//   z = logits; for each penalty id: z = z < 0 ? z * r : z / r (repetition, r != 1), then
+//     z -= presence + frequency * count when count > 0 (f32, product and sum rounded
+//     separately, never fused); then z[id] = -inf for every ban id when ban_stop_ids;
+//   temperature 0: token = argmax z, lowest id on ties;
+//   else z /= temperature (f32 division); top-k keeps z >= the k-th largest z (ties kept); the
+//     survivors with z > -inf are ordered by (z desc, id asc) with probabilities
+//     exp(z - z_max) / Σ (double); top-p drops the tail whose cumulative mass (summed from the
+//     end) is <= 1 - top_p, keeping at least one; min-p drops the tail with probability
+//     < min_p × the largest (renormalized over what top-p kept); u = PhiloxUniform(seed,
+//     position, 0) × Σ exp(z - z_max) over the final set; token = the first survivor whose
+//     running sum exceeds u (the last if none). No survivor at all: token = raw argmax.
+// Outputs per row: token_ids, logprobs (raw, of the token) and the n = min(num_logprobs,
+// max_logprobs, vocab) best raw logprobs by (logprob desc, id asc) in top_ids/top_logprobs;
+// entries [n, max_logprobs) get id -1 and logprob -inf. Every parameter value is supported on
+// every backend. Logits may be -inf, never NaN. Rows are independent (batch invariant).
+// CUDA sums the double probabilities in another order than the CPU: its tokens equal the CPU's
+// except when u or a top-p/min-p cut lies within double rounding error of a boundary.
+struct SampleParams {
+  const float* logits = nullptr;  // f32 [rows, vocab], raw; not modified
+  int64_t rows = 0;
+  int64_t vocab = 0;                            // < 2^31
+  const SampleRowParams* row_params = nullptr;  // [rows]
+  // Penalty lists in CSR form: row r owns entries [penalty_offsets[r], penalty_offsets[r + 1]).
+  // Null offsets: no penalty list for any row.
+  const int32_t* penalty_offsets = nullptr;  // i32 [rows + 1]
+  // i32 [penalty_offsets[rows]]: ids seen in the prompt or output, unique within a row; ids
+  // outside [0, vocab) are ignored.
+  const int32_t* penalty_ids = nullptr;
+  const int32_t* penalty_counts = nullptr;  // i32 [penalty_offsets[rows]]: output occurrences
+  // Stop ids banned while min_tokens is not reached (when the row's ban_stop_ids is set), CSR as
+  // above; duplicates and ids outside [0, vocab) are allowed (ignored). Null offsets: none.
+  const int32_t* ban_offsets = nullptr;  // i32 [rows + 1]
+  const int32_t* ban_ids = nullptr;      // i32 [ban_offsets[rows]]
+  int64_t max_logprobs = 0;              // row stride of top_ids / top_logprobs
+  int32_t* token_ids = nullptr;          // i32 [rows]
+  float* logprobs = nullptr;             // f32 [rows]: raw log-softmax of token_ids
+  int32_t* top_ids = nullptr;            // i32 [rows, max_logprobs] (null when max_logprobs 0)
+  float* top_logprobs = nullptr;         // f32 [rows, max_logprobs] (null when max_logprobs 0)
+};
+
 class Ops {
  public:
   virtual ~Ops() = default;
@@ -183,6 +242,8 @@ class Ops {
   virtual void Attention(const AttentionParams& p) = 0;
   virtual void SwiGlu(const SwiGluParams& p) = 0;
   virtual void LogSoftmax(const LogSoftmaxParams& p) = 0;
+  // Every pointer in p is backend memory; enqueued without a host sync on CUDA.
+  virtual void Sample(const SampleParams& p) = 0;
 
   // Memory the ops' tensors live in: host memory on the CPU backend (these defaults), device
   // memory on CUDA. Copy moves bytes between any two of host and backend memory (stream-ordered

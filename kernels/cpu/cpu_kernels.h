@@ -32,5 +32,7 @@ void Attention(const AttentionParams& p, int num_threads);
 void SwiGlu(const SwiGluParams& p, int num_threads);
 // log_softmax.cc
 void LogSoftmax(const LogSoftmaxParams& p, int num_threads);
+// sample.cc (per-row helpers in sample_row.h)
+void Sample(const SampleParams& p, int num_threads);
 
 }  // namespace olmo::kernels::cpu

@@ -34,6 +34,7 @@ class CpuOps final : public Ops {
   void LogSoftmax(const LogSoftmaxParams& p) override {
     cpu::LogSoftmax(p, options_.num_threads);
   }
+  void Sample(const SampleParams& p) override { cpu::Sample(p, options_.num_threads); }
 
  private:
   CpuOpsOptions options_;

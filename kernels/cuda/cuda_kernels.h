@@ -35,6 +35,12 @@ void AttentionWarp(const AttentionParams& p, cudaStream_t stream);
 void SwiGlu(const SwiGluParams& p, cudaStream_t stream);
 // log_softmax.cu
 void LogSoftmax(const LogSoftmaxParams& p, cudaStream_t stream);
+// sample.cu: workspace: device memory of at least SampleWorkspaceBytes(p.rows, p.vocab) bytes
+// (rows go through it in passes of at most 64; 16 bytes per row and vocab entry). Errors are
+// launch or cub dispatch failures.
+absl::StatusOr<int64_t> SampleWorkspaceBytes(int64_t rows, int64_t vocab);
+absl::Status Sample(const SampleParams& p, void* workspace, int64_t workspace_bytes,
+                    cudaStream_t stream);
 
 // matmul.cu: device weights and cuBLASLt GEMMs. One engine per Ops (not thread-safe: one
 // stream, one caller thread).

@@ -1,7 +1,7 @@
 // CudaOps: the Ops interface over the CUDA kernels and cuBLASLt (contract in cuda_ops.h). Owns
-// the stream (unless given one), the GEMM engine, the attention split-K workspace and the
-// device copies of RoPE tables. Ops return void, so an enqueue error is logged (critical) with
-// the op's name; the caller's next synchronizing call also reports it.
+// the stream (unless given one), the GEMM engine, the attention split-K workspace, the sampling
+// workspace and the device copies of RoPE tables. Ops return void, so an enqueue error is logged
+// (critical) with the op's name; the caller's next synchronizing call also reports it.
 #include "kernels/cuda/cuda_ops.h"
 
 #include <algorithm>
@@ -31,6 +31,7 @@ class CudaOps final : public Ops {
   ~CudaOps() override {
     for (auto& [table, copy] : rope_tables_) cudaFree(copy.device);
     cudaFree(partials_);
+    cudaFree(sample_workspace_);
     gemm_.reset();
     if (owns_stream_) cudaStreamDestroy(stream_);
   }
@@ -60,6 +61,8 @@ class CudaOps final : public Ops {
       std::span<const WeightView> parts) override {
     return gemm_->Pack(parts);
   }
+
+  cudaStream_t stream() const { return stream_; }
   void Matmul(const MatmulParams& p) override {
     LogIfError(gemm_->Run(p, stream_), "Matmul");
     CheckLaunch("Matmul");
@@ -131,6 +134,22 @@ class CudaOps final : public Ops {
   void LogSoftmax(const LogSoftmaxParams& p) override {
     cuda::LogSoftmax(p, stream_);
     CheckLaunch("LogSoftmax");
+  }
+  void Sample(const SampleParams& p) override {
+    absl::StatusOr<int64_t> bytes = cuda::SampleWorkspaceBytes(p.rows, p.vocab);
+    if (!bytes.ok()) return LogIfError(bytes.status(), "Sample");
+    if (*bytes > sample_bytes_) {
+      // Grow-only, like the attention partials: warm up with the largest batch before capture.
+      cudaFree(sample_workspace_);  // synchronizes: earlier Sample calls may still use it
+      sample_workspace_ = nullptr;
+      sample_bytes_ = 0;
+      absl::Status st =
+          OLMO_CUDA_STATUS(cudaMalloc(&sample_workspace_, static_cast<size_t>(*bytes)));
+      if (!st.ok()) return LogIfError(st, "Sample");
+      sample_bytes_ = *bytes;
+    }
+    LogIfError(cuda::Sample(p, sample_workspace_, sample_bytes_, stream_), "Sample");
+    CheckLaunch("Sample");
   }
 
   // Backend memory (kernels/ops.h): device memory; Copy and Zero are ordered on the stream.
@@ -206,11 +225,18 @@ class CudaOps final : public Ops {
   std::unique_ptr<cuda::MatmulEngine> gemm_;
   float* partials_ = nullptr;  // attention split-K partials, f32 [partial_floats_]
   int64_t partial_floats_ = 0;
+  void* sample_workspace_ = nullptr;  // Sample's passes (sample.cu), sample_bytes_ bytes
+  int64_t sample_bytes_ = 0;
   std::mutex mu_;
   std::map<const RopeTable*, RopeCopy> rope_tables_;
 };
 
 }  // namespace
+
+cudaStream_t CudaOpsStream(Ops* ops) {
+  auto* cuda = dynamic_cast<CudaOps*>(ops);
+  return cuda != nullptr ? cuda->stream() : nullptr;
+}
 
 bool CudaDeviceAvailable() {
   int n = 0;

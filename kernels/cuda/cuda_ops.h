@@ -6,8 +6,8 @@
 // fp32 accumulation and output; F32 weights: fp32 GEMM (no TF32).
 //
 // Graph capture: a few things allocate on first use and are not capturable — the device copy
-// of a RoPE table, the GEMM's rounded-activation workspace and the attention split-K partials
-// (both grow-only). Run one step of the largest shape before capturing.
+// of a RoPE table, and the grow-only GEMM rounded-activation workspace, attention split-K
+// partials and Sample workspace. Run one step of the largest shape before capturing.
 // Attention needs head_dim % 4 == 0 and head_dim <= 256 (launch_geometry.h).
 //
 // MakeCudaOps returns a Status (no device, bad device index, cuBLASLt init failure) rather than
@@ -39,5 +39,9 @@ struct CudaOpsOptions {
 };
 
 absl::StatusOr<std::unique_ptr<Ops>> MakeCudaOps(const CudaOpsOptions& options);
+
+// The stream a CUDA backend enqueues on (for NcclComm, so collectives are ordered with the ops);
+// null when `ops` is not a CUDA backend.
+cudaStream_t CudaOpsStream(Ops* ops);
 
 }  // namespace olmo::kernels

@@ -26,6 +26,7 @@ struct GenerateArgs {
   int threads = 0;           // 0: all cores
   bool blas_matmul = false;
   std::string device = "cpu";  // cpu | cuda
+  std::string collectives = "auto";  // auto | nccl | host (tools/common/device_ops.h)
   int tp = 1;  // tensor-parallel ranks per stage (under mpirun)
   int pp = 1;  // pipeline stages (under mpirun)
   double watchdog_s = 300.0;  // a collective running longer aborts the group (0: off)

@@ -221,6 +221,10 @@ int RunGroup(int* argc, char*** argv, const olmo::tools::GenerateArgs& args,
   o.model.tp = pc->tp;
   o.model.tp_rank = pc->tp_rank();
   o.model.collectives = comms->tp.get();
+  auto collectives =
+      olmo::tools::MakeCollectivesFactory(args.collectives, args.device, comms->tp.get());
+  if (!collectives.ok()) return fail_once(collectives.status());
+  o.make_collectives = *collectives;
   o.model.layer_begin = stages[pc->pp_rank()].layer_begin;
   o.model.layer_end = stages[pc->pp_rank()].layer_end;
   // Every rank logs its own loading (progress and bytes), tagged with its place in the group.

@@ -46,6 +46,7 @@ struct Args {
   double watchdog_seconds = 300;
   bool null_model = false;
   std::string device = "cpu";
+  std::string collectives = "auto";
   bool help = false;
 };
 
@@ -245,6 +246,9 @@ int main(int argc, char** argv) {
   flags.Add("watchdog-seconds", &a.watchdog_seconds,
             "abort the group when a collective inside a step takes longer (0: off)");
   flags.Add("device", &a.device, "compute backend: cpu, or cuda (the GPU of the local rank)");
+  flags.Add("collectives", &a.collectives,
+            "TP collectives: auto (NCCL when every TP rank has its own GPU, else MPI), nccl, or "
+            "host (MPI, device buffers staged through host memory)");
   flags.Add("null-model", &a.null_model,
             "benchmark only: no model, deterministic tokens (one rank, no MPI)");
   flags.Add("help", &a.help, "print this help");
@@ -374,6 +378,10 @@ int main(int argc, char** argv) {
   o.model.tp = pc->tp;
   o.model.tp_rank = pc->tp_rank();
   o.model.collectives = comms->tp.get();
+  auto collectives =
+      olmo::tools::MakeCollectivesFactory(a.collectives, a.device, comms->tp.get());
+  if (!collectives.ok()) return rank == 0 ? Fail(std::string(collectives.status().message())) : 1;
+  o.make_collectives = *collectives;
   const auto stages = olmo::ParallelConfig::SplitStages(*config, static_cast<int>(a.pp));
   o.model.layer_begin = stages[pc->pp_rank()].layer_begin;
   o.model.layer_end = stages[pc->pp_rank()].layer_end;

@@ -12,7 +12,6 @@ namespace {
 
 namespace names = checkpoint::names;
 
-
 absl::StatusOr<std::vector<float>> Vector(const checkpoint::Checkpoint& ckpt,
                                           const std::string& name) {
   OLMO_ASSIGN_OR_RETURN(checkpoint::TensorView t, ckpt.Get(name));
@@ -64,7 +63,6 @@ absl::Status Resize(kernels::OpsBuffer<float>& b, int64_t n, const char* what) {
   return absl::OkStatus();
 }
 
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Olmo3Model>> Olmo3Model::Load(
@@ -79,15 +77,15 @@ absl::StatusOr<std::unique_ptr<Olmo3Model>> Olmo3Model::Load(
   m->layer_end_ = options.layer_end < 0 ? config.num_hidden_layers : options.layer_end;
   if (m->layer_begin_ < 0 || m->layer_begin_ >= m->layer_end_ ||
       m->layer_end_ > config.num_hidden_layers) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "layer range [%d, %d) is not inside the model's %d layers", m->layer_begin_,
-        m->layer_end_, config.num_hidden_layers));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("layer range [%d, %d) is not inside the model's %d layers", m->layer_begin_,
+                        m->layer_end_, config.num_hidden_layers));
   }
   const checkpoint::Checkpoint& ckpt = *checkpoint;
   m->tp_ = options.tp;
   m->tpc_ = options.collectives;
-  if (m->tp_ > 1 && (m->tpc_ == nullptr || m->tpc_->size() != m->tp_ ||
-                     m->tpc_->rank() != options.tp_rank)) {
+  if (m->tp_ > 1 &&
+      (m->tpc_ == nullptr || m->tpc_->size() != m->tp_ || m->tpc_->rank() != options.tp_rank)) {
     return absl::InvalidArgumentError("tp > 1 needs TP collectives of that size and rank");
   }
   OLMO_ASSIGN_OR_RETURN(ParallelConfig pc,
@@ -96,19 +94,20 @@ absl::StatusOr<std::unique_ptr<Olmo3Model>> Olmo3Model::Load(
   const int64_t D = config.head_dim;
   m->nq_ = hs.num_q_heads;
   m->nkv_ = hs.num_kv_heads;
-  m->kv_replication_ = hs.kv_replication;
   const Slice inter = SplitEvenly(config.intermediate_size, options.tp, options.tp_rank);
   const Slice vocab = SplitEvenly(config.vocab_size, options.tp, options.tp_rank);
   m->inter_local_ = inter.size();
   m->vocab_begin_ = vocab.begin;
   m->vocab_local_ = vocab.size();
   m->vocab_slice_max_ = SplitEvenly(config.vocab_size, options.tp, 0).size();
-  if (ops->on_device() && options.tp > 1 &&
-      options.collectives->memory_space() == comm::MemorySpace::kDevice) {
-    return absl::UnimplementedError(
-        "tensor parallelism over device collectives (NCCL) is not wired into the model yet; a "
-        "host Comm (MPI) works: the model stages its collectives through host memory");
+  if (options.tp > 1 && options.collectives->memory_space() == comm::MemorySpace::kDevice &&
+      !ops->on_device()) {
+    return absl::InvalidArgumentError(
+        "device collectives (NCCL) need a device backend: use --device cuda, or a host Comm");
   }
+  // Replicas of a kv slice are consecutive tp ranks; the first of them contributes the k-norm
+  // statistics, the others add zeros, so each distinct slice counts once (exactly).
+  m->kv_stats_owner_ = options.tp_rank % hs.kv_replication == 0;
   m->BindBuffers();
   m->rope_full_ = kernels::MakeRopeTable(config.rope_full, config.head_dim);
   m->rope_sliding_ = kernels::MakeRopeTable(
@@ -118,7 +117,8 @@ absl::StatusOr<std::unique_ptr<Olmo3Model>> Olmo3Model::Load(
     OLMO_ASSIGN_OR_RETURN(m->embedding_,
                           RowSlice(ckpt, names::Embedding(), vocab.begin, vocab.end));
     if (ops->on_device()) {  // the gather reads the table on the device
-      const int64_t bytes = m->embedding_.rows * m->embedding_.cols * DTypeSize(m->embedding_.dtype);
+      const int64_t bytes =
+          m->embedding_.rows * m->embedding_.cols * DTypeSize(m->embedding_.dtype);
       if (!m->embedding_copy_.Upload(static_cast<const uint8_t*>(m->embedding_.data),
                                      static_cast<size_t>(bytes))) {
         return absl::ResourceExhaustedError("out of device memory for the embedding");
@@ -142,8 +142,8 @@ absl::StatusOr<std::unique_ptr<Olmo3Model>> Olmo3Model::Load(
     OLMO_ASSIGN_OR_RETURN(gu[0], RowSlice(ckpt, n("mlp.gate_proj.weight"), inter.begin, inter.end));
     OLMO_ASSIGN_OR_RETURN(gu[1], RowSlice(ckpt, n("mlp.up_proj.weight"), inter.begin, inter.end));
     OLMO_ASSIGN_OR_RETURN(layer.gate_up, PackViews(ops, gu));
-    OLMO_ASSIGN_OR_RETURN(layer.down, PackColumns(ops, ckpt, n("mlp.down_proj.weight"),
-                                                  inter.begin, inter.end));
+    OLMO_ASSIGN_OR_RETURN(
+        layer.down, PackColumns(ops, ckpt, n("mlp.down_proj.weight"), inter.begin, inter.end));
     OLMO_ASSIGN_OR_RETURN(std::vector<float> q_norm, Vector(ckpt, n("self_attn.q_norm.weight")));
     OLMO_ASSIGN_OR_RETURN(std::vector<float> k_norm, Vector(ckpt, n("self_attn.k_norm.weight")));
     OLMO_ASSIGN_OR_RETURN(layer.q_norm, ToBackend(ops, q_norm, q0, q1));
@@ -158,8 +158,8 @@ absl::StatusOr<std::unique_ptr<Olmo3Model>> Olmo3Model::Load(
     layer.rope = full ? &m->rope_full_ : &m->rope_sliding_;
     layer.window = full ? 0 : config.sliding_window;
     layer.group = kv::KvCache::GroupOf(config.layer_types[l]);
-    int64_t bytes = layer.qkv->bytes() + layer.o->bytes() + layer.gate_up->bytes() +
-                    layer.down->bytes();
+    int64_t bytes =
+        layer.qkv->bytes() + layer.o->bytes() + layer.gate_up->bytes() + layer.down->bytes();
     m->weight_bytes_ += bytes;
     m->layers_.push_back(std::move(layer));
     spdlog::info("loaded layer {}/{} ({}, {:.1f} MiB)", l - m->layer_begin_ + 1, total,
@@ -179,7 +179,7 @@ absl::StatusOr<std::unique_ptr<Olmo3Model>> Olmo3Model::Load(
 }
 
 absl::Status Olmo3Model::RunLayer(int64_t layer_index, const Layer& L, const ForwardBatch& b,
-                          kv::KvCache* cache) {
+                                  kv::KvCache* cache) {
   const ModelConfig& c = config_;
   const int64_t T = b.num_tokens();
   const int64_t d = c.hidden_size, qw = nq_ * c.head_dim, kw = nkv_ * c.head_dim;
@@ -240,7 +240,8 @@ absl::Status Olmo3Model::RunLayer(int64_t layer_index, const Layer& L, const For
 }
 
 void Olmo3Model::BindBuffers() {
-  for (auto* b : {&x_, &qkv_, &attn_, &proj_, &gate_up_, &act_, &sum_sq_, &final_x_}) {
+  for (auto* b : {&x_, &qkv_, &attn_, &proj_, &gate_up_, &act_, &sum_sq_, &final_x_, &gathered_dev_,
+                  &padded_dev_}) {
     b->set_ops(ops_);
   }
   for (auto* b : {&ids_dev_, &positions_dev_, &token_seq_dev_}) b->set_ops(ops_);
@@ -296,22 +297,11 @@ absl::Status Olmo3Model::AllReduce(float* data, int64_t n) {
 }
 
 // QK-norm statistics: [2, T] partial sums of squares (q then k) of this rank's slices, summed over
-// the TP group. Replicated kv slices (tp > kv heads) are counted once: each replica's k sum is
-// divided by the replication before the all-reduce.
+// the TP group. A replica of a kv slice that is not its owner adds zeros for k.
 absl::Status Olmo3Model::ReduceSumSquares(int64_t T) {
   float* sq = sum_sq_.data();
-  if (kv_replication_ == 1) return AllReduce(sq, 2 * T);
-  const bool staged = ops_->on_device();
-  if (staged) {
-    staging_.resize(static_cast<size_t>(2 * T));
-    ops_->Copy(staging_.data(), sq, 2 * T * static_cast<int64_t>(sizeof(float)));
-    ops_->Synchronize();
-  }
-  float* host = staged ? staging_.data() : sq;
-  for (int64_t t = 0; t < T; ++t) host[T + t] /= static_cast<float>(kv_replication_);
-  OLMO_RETURN_IF_ERROR(tpc_->AllReduceSum(host, 2 * T));  // a host Comm (Load checks)
-  if (staged) ops_->Copy(sq, staging_.data(), 2 * T * static_cast<int64_t>(sizeof(float)));
-  return absl::OkStatus();
+  if (!kv_stats_owner_) ops_->Zero(sq + T, T * static_cast<int64_t>(sizeof(float)));
+  return AllReduce(sq, 2 * T);
 }
 
 absl::Status Olmo3Model::Forward(const ForwardBatch& b, kv::KvCache* cache,
@@ -373,29 +363,51 @@ absl::Status Olmo3Model::ForwardStage(const ForwardBatch& b, kv::KvCache* cache,
     }
     OLMO_RETURN_IF_ERROR(Resize(proj_, R * c.vocab_size, "logits"));
     ops_->Matmul({final_x_.data(), R, lm_head_.get(), proj_.data()});
-    ops_->Copy(logits->data(), proj_.data(), R * c.vocab_size * static_cast<int64_t>(sizeof(float)));
+    ops_->Copy(logits->data(), proj_.data(),
+               R * c.vocab_size * static_cast<int64_t>(sizeof(float)));
     ops_->Synchronize();
     return absl::OkStatus();
   }
   // Vocab-parallel lm_head: local logits [R, vocab_local] padded to the largest slice, gathered
   // from every rank, reassembled as [R, vocab].
   const int64_t vmax = vocab_slice_max_;
-  std::vector<float> local(static_cast<size_t>(R * vmax), 0.0f);
+  const int64_t row_bytes = vocab_local_ * static_cast<int64_t>(sizeof(float));
   OLMO_RETURN_IF_ERROR(Resize(proj_, R * vocab_local_, "logits"));
   ops_->Matmul({final_x_.data(), R, lm_head_.get(), proj_.data()});
-  const float* local_logits = proj_.data();
-  if (ops_->on_device()) {  // the gather runs on a host Comm (Load checks)
-    staging_.resize(static_cast<size_t>(R * vocab_local_));
-    ops_->Copy(staging_.data(), proj_.data(), R * vocab_local_ * static_cast<int64_t>(sizeof(float)));
-    ops_->Synchronize();
-    local_logits = staging_.data();
-  }
-  for (int64_t r = 0; r < R; ++r) {
-    std::copy_n(local_logits + r * vocab_local_, vocab_local_, local.data() + r * vmax);
-  }
   gathered_.resize(static_cast<size_t>(tp_ * R * vmax));
-  OLMO_RETURN_IF_ERROR(tpc_->AllGather(local.data(), R * vmax * static_cast<int64_t>(sizeof(float)),
-                                       gathered_.data()));
+  if (tpc_->memory_space() == comm::MemorySpace::kDevice) {
+    // Device collectives: pad the rows (when slices differ in size), gather on the device, copy
+    // the whole [tp, R, vmax] block back once.
+    const float* send = proj_.data();
+    if (vmax != vocab_local_) {
+      OLMO_RETURN_IF_ERROR(Resize(padded_dev_, R * vmax, "padded logits"));
+      for (int64_t r = 0; r < R; ++r) {
+        ops_->Copy(padded_dev_.data() + r * vmax, proj_.data() + r * vocab_local_, row_bytes);
+      }
+      send = padded_dev_.data();
+    }
+    OLMO_RETURN_IF_ERROR(Resize(gathered_dev_, tp_ * R * vmax, "gathered logits"));
+    OLMO_RETURN_IF_ERROR(tpc_->AllGather(send, R * vmax * static_cast<int64_t>(sizeof(float)),
+                                         gathered_dev_.data()));
+    ops_->Copy(gathered_.data(), gathered_dev_.data(),
+               tp_ * R * vmax * static_cast<int64_t>(sizeof(float)));
+    ops_->Synchronize();
+  } else {
+    // A host Comm: bring the local rows to the host (a device backend stages them), pad, gather.
+    std::vector<float> local(static_cast<size_t>(R * vmax), 0.0f);
+    const float* local_logits = proj_.data();
+    if (ops_->on_device()) {
+      staging_.resize(static_cast<size_t>(R * vocab_local_));
+      ops_->Copy(staging_.data(), proj_.data(), R * row_bytes);
+      ops_->Synchronize();
+      local_logits = staging_.data();
+    }
+    for (int64_t r = 0; r < R; ++r) {
+      std::copy_n(local_logits + r * vocab_local_, vocab_local_, local.data() + r * vmax);
+    }
+    OLMO_RETURN_IF_ERROR(tpc_->AllGather(
+        local.data(), R * vmax * static_cast<int64_t>(sizeof(float)), gathered_.data()));
+  }
   for (int rank = 0; rank < tp_; ++rank) {
     const Slice vs = SplitEvenly(c.vocab_size, tp_, rank);
     for (int64_t r = 0; r < R; ++r) {

@@ -28,7 +28,10 @@ struct ModelOptions {
   // intermediate slice and the vocabulary slice of tp_rank; `collectives` joins the TP group.
   int tp = 1;
   int tp_rank = 0;
-  comm::Comm* collectives = nullptr;  // this stage's TP group; required when tp > 1
+  // This stage's TP group; required when tp > 1. A host Comm (MPI) takes host buffers: a device
+  // backend stages its collectives through host memory (works anywhere, e.g. two ranks on one
+  // GPU). A device Comm (NCCL on the backend's stream) takes the device buffers directly.
+  comm::Comm* collectives = nullptr;
 };
 
 // One step's tokens, flattened. Row s of block_tables[g] is sequence s's table in KV group g.
@@ -102,6 +105,8 @@ class Olmo3Model {
   int64_t weight_bytes_ = 0;
   // Workspaces in the backend's memory, resized per step.
   kernels::OpsBuffer<float> x_, qkv_, attn_, proj_, gate_up_, act_, sum_sq_, final_x_;
+  // Device Comm: local logits padded to [R, vmax], and the gathered [tp, R, vmax].
+  kernels::OpsBuffer<float> padded_dev_, gathered_dev_;
   std::vector<float> gathered_;  // host (TP all-gather of logits)
   std::vector<float> staging_;   // host copy of device data for a host Comm (device backends)
   // The step's inputs in backend memory (device backends only; the CPU reads the batch itself).
@@ -120,7 +125,7 @@ class Olmo3Model {
   int tp_ = 1;
   comm::Comm* tpc_ = nullptr;
   int64_t nq_ = 0, nkv_ = 0;   // local heads
-  int64_t kv_replication_ = 1;
+  bool kv_stats_owner_ = true;  // this rank adds its k-norm statistics (first replica)
   int64_t inter_local_ = 0;
   int64_t vocab_begin_ = 0, vocab_local_ = 0, vocab_slice_max_ = 0;
   absl::Status AllReduce(float* data, int64_t n);

@@ -1,5 +1,7 @@
 // Token sampling on the last pipeline stage (DESIGN.md §5): raw log-softmax (reported logprobs)
 // -> penalties -> min_tokens ban -> temperature -> top-k -> top-p -> min-p -> Philox draw.
+// The per-sequence state lives here; the math is the Sample op's CPU reference
+// (kernels/cpu/sample_row.h), which these functions call on one row.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +28,8 @@ class SequenceState {
   // Occurrences of each id among output tokens, and whether it occurs in prompt or output.
   const std::vector<int32_t>& output_counts() const { return output_counts_; }
   const std::vector<uint8_t>& seen() const { return seen_; }
+  // The ids with seen() set, in order of first occurrence (each once).
+  const std::vector<int32_t>& seen_ids() const { return seen_ids_; }
 
  private:
   SamplingParams params_;
@@ -33,6 +37,7 @@ class SequenceState {
   int32_t num_output_tokens_ = 0;
   std::vector<int32_t> output_counts_;  // [vocab]
   std::vector<uint8_t> seen_;           // [vocab], prompt or output
+  std::vector<int32_t> seen_ids_;       // sparse form of seen_
 };
 
 struct SampleOutput {

@@ -28,12 +28,18 @@ struct LocalWorkerOptions {
   // Another backend (e.g. CUDA): when set, its Ops run the model and hold the KV cache.
   std::function<absl::StatusOr<std::unique_ptr<kernels::Ops>>()> make_ops;
   model::ModelOptions model;
+  // Device collectives for the TP group, built once the backend exists (e.g. NCCL on its
+  // stream). Called on every rank, with null when this rank's backend failed, so that a
+  // collective set-up can agree on failure instead of hanging. Returns the Comm the model uses
+  // instead of model.collectives, or null to keep model.collectives.
+  std::function<absl::StatusOr<std::unique_ptr<comm::Comm>>(kernels::Ops* ops)> make_collectives;
 };
 
 struct LocalWorker {
   ModelConfig config;
   std::shared_ptr<const checkpoint::Checkpoint> checkpoint;
   std::unique_ptr<kernels::Ops> ops;
+  std::unique_ptr<comm::Comm> collectives;  // from make_collectives (outlives the model)
   std::unique_ptr<model::Olmo3Model> model;
   std::unique_ptr<StepRunner> runner;
   std::string fingerprint;  // checkpoint::ModelFingerprint

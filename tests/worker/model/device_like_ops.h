@@ -30,6 +30,7 @@ class DeviceLikeCpuOps final : public kernels::Ops {
   void Attention(const kernels::AttentionParams& p) override { cpu_->Attention(p); }
   void SwiGlu(const kernels::SwiGluParams& p) override { cpu_->SwiGlu(p); }
   void LogSoftmax(const kernels::LogSoftmaxParams& p) override { cpu_->LogSoftmax(p); }
+  void Sample(const kernels::SampleParams& p) override { cpu_->Sample(p); }
 
   bool on_device() const override { return true; }
   // What a device would report as free: set by tests of the KV memory plan (0 = unknown).

@@ -7,6 +7,7 @@
 
 #include "common/parallel_config.h"
 #include "coordinator/engine/engine.h"
+#include "gmock/gmock.h"
 #include "device_like_ops.h"
 #include "model_test_util.h"
 #include "worker/comm/comm.h"
@@ -24,12 +25,15 @@ struct ThreadGroup {
 
 // Only what the model uses (all-reduce, all-gather) is implemented; the rest is not needed by
 // TP math and reports Unimplemented.
+// With MemorySpace::kDevice it stands for a device Comm (NCCL): the model then hands it its
+// backend buffers directly, which DeviceLikeCpuOps keeps in host memory.
 class ThreadCollectives final : public comm::Comm {
  public:
-  ThreadCollectives(ThreadGroup* g, int rank) : g_(g), rank_(rank) {}
+  ThreadCollectives(ThreadGroup* g, int rank, comm::MemorySpace space = comm::MemorySpace::kHost)
+      : g_(g), rank_(rank), space_(space) {}
   int rank() const override { return rank_; }
   int size() const override { return g_->size; }
-  comm::MemorySpace memory_space() const override { return comm::MemorySpace::kHost; }
+  comm::MemorySpace memory_space() const override { return space_; }
   absl::Status Broadcast(void*, int64_t, int) override { return Unimplemented(); }
   absl::Status Send(const void*, int64_t, int, int) override { return Unimplemented(); }
   absl::Status Recv(void*, int64_t, int, int) override { return Unimplemented(); }
@@ -66,6 +70,7 @@ class ThreadCollectives final : public comm::Comm {
   }
   ThreadGroup* g_;
   int rank_;
+  comm::MemorySpace space_;
 };
 
 struct TpGroup {
@@ -82,9 +87,14 @@ struct PipelineGroup {
   std::vector<std::unique_ptr<step::LocalWorker>> workers;  // [stage * tp + tp_rank]
 };
 
-// device_like: every rank runs DeviceLikeCpuOps (the model's device path on the CPU).
+// How the ranks run: the CPU backend; DeviceLikeCpuOps (the model's device path on the CPU) with
+// a host Comm (collectives staged through host memory, as a GPU group over MPI runs); or
+// DeviceLikeCpuOps with a device-like Comm built by LocalWorkerOptions::make_collectives (the
+// NCCL path: collectives on backend buffers).
+enum class Backend { kHost, kDeviceStaged, kDeviceCollectives };
+
 PipelineGroup LoadPipeline(const std::string& name, int tp, int pp, int64_t block_size,
-                           int64_t num_blocks, bool device_like = false) {
+                           int64_t num_blocks, Backend backend = Backend::kHost) {
   PipelineGroup g;
   auto config = ModelConfig::Load(ModelsDir() + "/" + name);
   EXPECT_TRUE(config.ok());
@@ -105,9 +115,18 @@ PipelineGroup LoadPipeline(const std::string& name, int tp, int pp, int64_t bloc
       o.model.collectives = g.comms.back().get();
       o.model.layer_begin = stages[s].layer_begin;
       o.model.layer_end = stages[s].layer_end;
-      if (device_like) {
+      if (backend != Backend::kHost) {
         o.make_ops = []() -> absl::StatusOr<std::unique_ptr<kernels::Ops>> {
           return std::unique_ptr<kernels::Ops>(std::make_unique<DeviceLikeCpuOps>());
+        };
+      }
+      if (backend == Backend::kDeviceCollectives) {
+        ThreadGroup* group = g.groups[s].get();
+        o.make_collectives =
+            [group, r](kernels::Ops* ops) -> absl::StatusOr<std::unique_ptr<comm::Comm>> {
+          EXPECT_NE(ops, nullptr);
+          return std::unique_ptr<comm::Comm>(
+              std::make_unique<ThreadCollectives>(group, r, comm::MemorySpace::kDevice));
         };
       }
       auto w = step::LoadLocalWorker(ModelsDir() + "/" + name, o);
@@ -300,27 +319,78 @@ TEST_P(PpTest, GenerationMatchesOneRank) {
                 name + " tp " + std::to_string(tp) + " pp " + std::to_string(pp));
 }
 
-// The model's device path (backend buffers, staged inputs and outputs, collectives staged through
-// host memory: how a GPU group runs over MPI) on the CPU kernels gives bitwise the host path's
-// results, at tp x pp with replicated kv heads too.
+// The model's device path (backend buffers, staged inputs and outputs) on the CPU kernels gives
+// bitwise the host path's results, at tp x pp with replicated kv heads and uneven vocab slices
+// too, with either kind of collectives: a host Comm (staged through host memory: how a GPU group
+// runs over MPI) or a device Comm (backend buffers handed to the Comm: the NCCL path).
 TEST_P(PpTest, DevicePathMatchesHostPathBitwise) {
   auto [name, tp, pp] = GetParam();
   PipelineGroup host = LoadPipeline(name, tp, pp, 8, 128);
-  PipelineGroup dev = LoadPipeline(name, tp, pp, 8, 128, /*device_like=*/true);
-  for (const auto& w : dev.workers) {
-    ASSERT_NE(w, nullptr);
-    ASSERT_TRUE(w->ops->on_device());
-  }
+  PipelineExecutor hx(&host);
   Golden gold = LoadGolden(name);
-  PipelineExecutor hx(&host), dx(&dev);
-  Outputs want = RunPrompts(&hx, gold, 6), got = RunPrompts(&dx, gold, 6);
-  for (int i = 0; i < 4; ++i) {
-    ASSERT_EQ(got[i].size(), want[i].size());
-    for (size_t t = 0; t < want[i].size(); ++t) {
-      EXPECT_EQ(got[i][t].token_id, want[i][t].token_id) << "seq " << i << " token " << t;
-      EXPECT_EQ(got[i][t].logprob, want[i][t].logprob) << "seq " << i << " token " << t;
+  Outputs want = RunPrompts(&hx, gold, 6);
+  for (Backend backend : {Backend::kDeviceStaged, Backend::kDeviceCollectives}) {
+    SCOPED_TRACE(backend == Backend::kDeviceStaged ? "staged" : "device collectives");
+    PipelineGroup dev = LoadPipeline(name, tp, pp, 8, 128, backend);
+    for (const auto& w : dev.workers) {
+      ASSERT_NE(w, nullptr);
+      ASSERT_TRUE(w->ops->on_device());
+      ASSERT_EQ(w->collectives != nullptr, backend == Backend::kDeviceCollectives);
+    }
+    PipelineExecutor dx(&dev);
+    Outputs got = RunPrompts(&dx, gold, 6);
+    for (int i = 0; i < 4; ++i) {
+      ASSERT_EQ(got[i].size(), want[i].size());
+      for (size_t t = 0; t < want[i].size(); ++t) {
+        EXPECT_EQ(got[i][t].token_id, want[i][t].token_id) << "seq " << i << " token " << t;
+        EXPECT_EQ(got[i][t].logprob, want[i][t].logprob) << "seq " << i << " token " << t;
+      }
     }
   }
+}
+
+// make_collectives runs on every rank, also one whose backend failed (it gets null, so a
+// collective set-up can agree instead of hanging); the backend's error is what the load reports,
+// and a failing set-up's error is reported too.
+TEST(LocalWorkerCollectives, SetUpSeesBackendFailureAndReportsItsOwn) {
+  step::LocalWorkerOptions o;
+  o.num_blocks = 16;
+  int calls = 0;
+  o.make_ops = []() -> absl::StatusOr<std::unique_ptr<kernels::Ops>> {
+    return absl::FailedPreconditionError("no device");
+  };
+  o.make_collectives = [&](kernels::Ops* ops) -> absl::StatusOr<std::unique_ptr<comm::Comm>> {
+    ++calls;
+    EXPECT_EQ(ops, nullptr);
+    return std::unique_ptr<comm::Comm>();
+  };
+  auto w = step::LoadLocalWorker(ModelsDir() + "/mha_f32", o);
+  EXPECT_EQ(calls, 1);
+  ASSERT_FALSE(w.ok());
+  EXPECT_EQ(w.status().message(), "no device");
+
+  o.make_ops = nullptr;
+  o.make_collectives = [](kernels::Ops* ops) -> absl::StatusOr<std::unique_ptr<comm::Comm>> {
+    EXPECT_NE(ops, nullptr);
+    return absl::InternalError("ncclCommInitRank failed");
+  };
+  w = step::LoadLocalWorker(ModelsDir() + "/mha_f32", o);
+  ASSERT_FALSE(w.ok());
+  EXPECT_EQ(w.status().message(), "ncclCommInitRank failed");
+}
+
+// A device Comm needs a device backend: the CPU backend with one is refused at load.
+TEST(LocalWorkerCollectives, DeviceCommOnHostBackendIsRefused) {
+  ThreadGroup group(2);
+  ThreadCollectives comm(&group, 0, comm::MemorySpace::kDevice);
+  step::LocalWorkerOptions o;
+  o.num_blocks = 16;
+  o.model.tp = 2;
+  o.model.tp_rank = 0;
+  o.model.collectives = &comm;
+  auto w = step::LoadLocalWorker(ModelsDir() + "/mha_f32", o);
+  ASSERT_FALSE(w.ok());
+  EXPECT_THAT(std::string(w.status().message()), ::testing::HasSubstr("device backend"));
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -1,0 +1,148 @@
+// Block-level building blocks of the sampling kernels (sample.cu): order-preserving float keys,
+// the (value desc, id asc) order, block-wide reductions that broadcast their result, an exact
+// radix select and an order-keeping compaction. Every function is called by all threads of a
+// block of kThreads threads (it contains barriers) with the block's shared Shared storage.
+#pragma once
+
+#include <cstdint>
+#include <cub/block/block_reduce.cuh>
+#include <cub/block/block_scan.cuh>
+
+namespace olmo::kernels::cuda::sample {
+
+// Threads per block of the sampling kernels (one block per row).
+inline constexpr int kThreads = 512;
+inline constexpr uint32_t kNegInfKey = 0x007fffffu;  // Key(-inf)
+
+// Order-preserving u32 image of a float (not NaN): a < b <=> Key(a) < Key(b); -0 and +0 share
+// one key.
+__device__ inline uint32_t Key(float f) {
+  const uint32_t bits = f == 0.0f ? 0u : __float_as_uint(f);
+  return (bits & 0x80000000u) != 0 ? ~bits : (bits | 0x80000000u);
+}
+__device__ inline float KeyValue(uint32_t key) {
+  return __uint_as_float((key & 0x80000000u) != 0 ? (key & 0x7fffffffu) : ~key);
+}
+
+// A (value, id) candidate; Before is the sampler's order: value desc, then id asc.
+struct Candidate {
+  float value;
+  int32_t id;
+};
+__device__ inline bool Before(const Candidate& a, const Candidate& b) {
+  return a.value > b.value || (a.value == b.value && a.id < b.id);
+}
+struct FirstOp {
+  __device__ Candidate operator()(const Candidate& a, const Candidate& b) const {
+    return Before(b, a) ? b : a;
+  }
+};
+struct MaxOp {
+  __device__ long long operator()(long long a, long long b) const { return a > b ? a : b; }
+};
+struct MinOp {
+  __device__ long long operator()(long long a, long long b) const { return a < b ? a : b; }
+};
+
+using IntScan = cub::BlockScan<int, kThreads>;
+using DoubleScan = cub::BlockScan<double, kThreads>;
+using DoubleReduce = cub::BlockReduce<double, kThreads>;
+using IndexReduce = cub::BlockReduce<long long, kThreads>;
+using CandidateReduce = cub::BlockReduce<Candidate, kThreads>;
+
+struct Shared {
+  union {
+    IntScan::TempStorage int_scan;
+    DoubleScan::TempStorage double_scan;
+    DoubleReduce::TempStorage double_reduce;
+    IndexReduce::TempStorage index_reduce;
+    CandidateReduce::TempStorage candidate_reduce;
+    unsigned hist[256];
+  } tmp;
+  Candidate candidate;
+  double sum;
+  long long index;
+  long long rank;
+  unsigned digit;
+};
+
+// Block-wide reductions; every thread gets the result. Each ends with a barrier, so the
+// shared storage is free for the next one.
+__device__ inline Candidate RowFirst(Candidate v, Shared& sh) {
+  const Candidate r = CandidateReduce(sh.tmp.candidate_reduce).Reduce(v, FirstOp());
+  if (threadIdx.x == 0) sh.candidate = r;
+  __syncthreads();
+  const Candidate out = sh.candidate;
+  __syncthreads();
+  return out;
+}
+__device__ inline double RowSum(double v, Shared& sh) {
+  const double r = DoubleReduce(sh.tmp.double_reduce).Sum(v);
+  if (threadIdx.x == 0) sh.sum = r;
+  __syncthreads();
+  const double out = sh.sum;
+  __syncthreads();
+  return out;
+}
+template <typename Op>
+__device__ long long RowIndex(long long v, Op op, Shared& sh) {
+  const long long r = IndexReduce(sh.tmp.index_reduce).Reduce(v, op);
+  if (threadIdx.x == 0) sh.index = r;
+  __syncthreads();
+  const long long out = sh.index;
+  __syncthreads();
+  return out;
+}
+
+// The k-th largest (1-based, repeats counted) of key_at(0..n-1), 1 <= k <= n: an exact radix
+// select, four passes of 8-bit histograms over the keys that match the prefix chosen so far.
+template <typename KeyAt>
+__device__ uint32_t KthLargestKey(const KeyAt& key_at, int64_t n, int64_t k, Shared& sh) {
+  uint32_t prefix = 0, mask = 0;
+  long long rank = k;  // rank of the wanted key among the keys matching prefix
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int b = threadIdx.x; b < 256; b += kThreads) sh.tmp.hist[b] = 0;
+    __syncthreads();
+    for (int64_t i = threadIdx.x; i < n; i += kThreads) {
+      const uint32_t key = key_at(i);
+      if ((key & mask) == prefix) atomicAdd(&sh.tmp.hist[(key >> shift) & 0xffu], 1u);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      unsigned b = 255;
+      long long left = rank;
+      while (b > 0 && left > static_cast<long long>(sh.tmp.hist[b])) {
+        left -= sh.tmp.hist[b];
+        --b;
+      }
+      sh.digit = b;
+      sh.rank = left;
+    }
+    __syncthreads();
+    prefix |= sh.digit << shift;
+    mask |= 0xffu << shift;
+    rank = sh.rank;
+    __syncthreads();
+  }
+  return prefix;
+}
+
+// emit(slot, i) for the first `limit` indices i < n with pred(i), slot = their rank in index
+// order; returns how many were emitted. Stops after the chunk that reaches the limit.
+template <typename Pred, typename Emit>
+__device__ int64_t OrderedCompact(int64_t n, int64_t limit, const Pred& pred, const Emit& emit,
+                                  Shared& sh) {
+  int64_t count = 0;
+  for (int64_t base = 0; base < n && count < limit; base += kThreads) {
+    const int64_t i = base + threadIdx.x;
+    const int flag = i < n && pred(i) ? 1 : 0;
+    int rank = 0, total = 0;
+    IntScan(sh.tmp.int_scan).ExclusiveSum(flag, rank, total);
+    if (flag != 0 && count + rank < limit) emit(count + rank, i);
+    count += total;
+    __syncthreads();
+  }
+  return count < limit ? count : limit;
+}
+
+}  // namespace olmo::kernels::cuda::sample

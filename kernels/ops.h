@@ -258,6 +258,15 @@ class Ops {
     std::memcpy(dst, src, static_cast<size_t>(bytes));
   }
   virtual void Zero(void* p, int64_t bytes) { std::memset(p, 0, static_cast<size_t>(bytes)); }
+  // `rows` rows of `width` bytes from src (row pitch src_pitch bytes) to dst (row pitch
+  // dst_pitch bytes), between any two of host and backend memory, ordered like Copy.
+  virtual void Copy2D(void* dst, int64_t dst_pitch, const void* src, int64_t src_pitch,
+                      int64_t width, int64_t rows) {
+    for (int64_t r = 0; r < rows; ++r) {
+      std::memcpy(static_cast<char*>(dst) + r * dst_pitch,
+                  static_cast<const char*>(src) + r * src_pitch, static_cast<size_t>(width));
+    }
+  }
   virtual void Synchronize() {}
   // Free backend memory in bytes (cudaMemGetInfo on CUDA); 0 when unknown (host memory).
   virtual int64_t free_memory_bytes() { return 0; }

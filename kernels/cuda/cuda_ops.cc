@@ -176,6 +176,16 @@ class CudaOps final : public Ops {
                  "Copy");
     }
   }
+  void Copy2D(void* dst, int64_t dst_pitch, const void* src, int64_t src_pitch, int64_t width,
+              int64_t rows) override {
+    if (width > 0 && rows > 0) {
+      LogIfError(OLMO_CUDA_STATUS(cudaMemcpy2DAsync(
+                     dst, static_cast<size_t>(dst_pitch), src, static_cast<size_t>(src_pitch),
+                     static_cast<size_t>(width), static_cast<size_t>(rows), cudaMemcpyDefault,
+                     stream_)),
+                 "Copy2D");
+    }
+  }
   void Zero(void* p, int64_t bytes) override {
     if (bytes > 0) {
       LogIfError(OLMO_CUDA_STATUS(cudaMemsetAsync(p, 0, static_cast<size_t>(bytes), stream_)),

@@ -111,6 +111,9 @@ TEST(OlmoGenerate, BadInputGivesOneLineError) {
       {"--model " + model + " --prompt-ids 1,2 --max-tokens 100000", "max_model_len"},
       {"--model " + model + " --prompt-ids 1,2 --bogus 3", "unknown flag"},
       {"--model " + model + " --batch /nonexistent.jsonl", "cannot open"},
+      {"--model " + model + " --prompt-ids 1,2 --sampling gpu", "--sampling"},
+      {"--model " + model + " --prompt-ids 1,2 --sampling device", "device backend"},
+      {"--model " + model + " --prompt-ids 1,2 --collectives fast", "--collectives"},
   };
   for (const Case& c : cases) {
     RunResult r = RunTool(c.args);

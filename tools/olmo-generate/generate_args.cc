@@ -147,6 +147,8 @@ Engine:
                            (faster prefill, not batch-invariant)
 Parallel (launch tp x pp ranks with mpirun; rank 0 prints, see deploy/local/mpirun.sh):
   --tp N                   tensor-parallel ranks per pipeline stage (default 1)
+  --sampling host|device   where tokens are drawn: host (logits copied back; default) or device
+                           (the Sample op on the GPU, --device cuda only)
   --collectives MODE       TP collectives: auto (NCCL when every TP rank has its own GPU, else
                            MPI), nccl, or host (MPI; device buffers staged through host memory)
   --pp N                   pipeline stages (default 1)
@@ -215,11 +217,18 @@ absl::StatusOr<GenerateArgs> ParseGenerateArgs(int argc, char** argv) {
     else if (flag == "--block-size") { OLMO_ASSIGN_OR_RETURN(args.block_size, ParseNumber<int64_t>(flag, v)); }
     else if (flag == "--kv-cache-mib") { OLMO_ASSIGN_OR_RETURN(args.kv_cache_mib, ParseNumber<int64_t>(flag, v)); }
     else if (flag == "--device") { args.device = v; }
-    else if (flag == "--collectives") { args.collectives = v; }
+    else if (flag == "--collectives") {
+      if (v != "auto" && v != "nccl" && v != "host") return absl::InvalidArgumentError("--collectives: expected auto, nccl or host");
+      args.collectives = v;
+    }
     else if (flag == "--threads") { OLMO_ASSIGN_OR_RETURN(args.threads, ParseNumber<int>(flag, v)); }
     else if (flag == "--tp") { OLMO_ASSIGN_OR_RETURN(args.tp, ParseNumber<int>(flag, v)); }
     else if (flag == "--pp") { OLMO_ASSIGN_OR_RETURN(args.pp, ParseNumber<int>(flag, v)); }
     else if (flag == "--watchdog-seconds") { OLMO_ASSIGN_OR_RETURN(args.watchdog_s, ParseNumber<double>(flag, v)); }
+    else if (flag == "--sampling") {
+      if (v != "host" && v != "device") return absl::InvalidArgumentError("--sampling: expected host or device");
+      args.device_sampling = v == "device";
+    }
     else if (flag == "--matmul") {
       if (v != "blas" && v != "packed") return absl::InvalidArgumentError("--matmul: expected packed or blas");
       args.blas_matmul = v == "blas";

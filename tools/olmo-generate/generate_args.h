@@ -25,6 +25,7 @@ struct GenerateArgs {
   int64_t kv_cache_mib = 0;  // 0: enough for every prompt at once
   int threads = 0;           // 0: all cores
   bool blas_matmul = false;
+  bool device_sampling = false;  // --sampling device
   std::string device = "cpu";  // cpu | cuda
   std::string collectives = "auto";  // auto | nccl | host (tools/common/device_ops.h)
   int tp = 1;  // tensor-parallel ranks per stage (under mpirun)

@@ -73,6 +73,7 @@ olmo::step::LocalWorkerOptions WorkerOptions(const olmo::tools::GenerateArgs& ar
   o.ops.num_threads = args.threads > 0 ? args.threads : std::max(1, cores / ranks);
   o.ops.matmul_path =
       args.blas_matmul ? olmo::kernels::MatmulPath::kBlas : olmo::kernels::MatmulPath::kPacked;
+  o.device_sampling = args.device_sampling;
   auto factory = olmo::tools::MakeOpsFactory(args.device, olmo::tools::LocalRank());
   if (factory.ok()) {
     o.make_ops = *factory;

@@ -47,6 +47,7 @@ struct Args {
   bool null_model = false;
   std::string device = "cpu";
   std::string collectives = "auto";
+  std::string sampling = "host";
   bool help = false;
 };
 
@@ -246,6 +247,9 @@ int main(int argc, char** argv) {
   flags.Add("watchdog-seconds", &a.watchdog_seconds,
             "abort the group when a collective inside a step takes longer (0: off)");
   flags.Add("device", &a.device, "compute backend: cpu, or cuda (the GPU of the local rank)");
+  flags.Add("sampling", &a.sampling,
+            "where tokens are drawn: host (logits copied back) or device (the Sample op on the "
+            "GPU; --device cuda only)");
   flags.Add("collectives", &a.collectives,
             "TP collectives: auto (NCCL when every TP rank has its own GPU, else MPI), nccl, or "
             "host (MPI, device buffers staged through host memory)");
@@ -382,6 +386,10 @@ int main(int argc, char** argv) {
       olmo::tools::MakeCollectivesFactory(a.collectives, a.device, comms->tp.get());
   if (!collectives.ok()) return rank == 0 ? Fail(std::string(collectives.status().message())) : 1;
   o.make_collectives = *collectives;
+  if (a.sampling != "host" && a.sampling != "device") {
+    return rank == 0 ? Fail("--sampling: expected host or device, got '" + a.sampling + "'") : 1;
+  }
+  o.device_sampling = a.sampling == "device";
   const auto stages = olmo::ParallelConfig::SplitStages(*config, static_cast<int>(a.pp));
   o.model.layer_begin = stages[pc->pp_rank()].layer_begin;
   o.model.layer_end = stages[pc->pp_rank()].layer_end;

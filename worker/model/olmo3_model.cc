@@ -241,7 +241,7 @@ absl::Status Olmo3Model::RunLayer(int64_t layer_index, const Layer& L, const For
 
 void Olmo3Model::BindBuffers() {
   for (auto* b : {&x_, &qkv_, &attn_, &proj_, &gate_up_, &act_, &sum_sq_, &final_x_, &gathered_dev_,
-                  &padded_dev_}) {
+                  &padded_dev_, &logits_dev_}) {
     b->set_ops(ops_);
   }
   for (auto* b : {&ids_dev_, &positions_dev_, &token_seq_dev_}) b->set_ops(ops_);
@@ -314,13 +314,42 @@ absl::Status Olmo3Model::Forward(const ForwardBatch& b, kv::KvCache* cache,
 
 absl::Status Olmo3Model::ForwardStage(const ForwardBatch& b, kv::KvCache* cache,
                                       const float* hidden_in, std::vector<float>* out) {
-  const ModelConfig& c = config_;
   const int64_t T = b.num_tokens();
-  const int64_t d = c.hidden_size;
+  const int64_t d = config_.hidden_size;
   if (T == 0) {
     out->clear();
     return absl::OkStatus();
   }
+  OLMO_RETURN_IF_ERROR(RunLayers(b, cache, hidden_in));
+  if (!is_last_stage()) {
+    out->resize(static_cast<size_t>(T * d));
+    ops_->Copy(out->data(), x_.data(), T * d * static_cast<int64_t>(sizeof(float)));
+    ops_->Synchronize();
+    return absl::OkStatus();
+  }
+  return Logits(b, out);
+}
+
+absl::StatusOr<const float*> Olmo3Model::ForwardStageToBackend(const ForwardBatch& b,
+                                                               kv::KvCache* cache,
+                                                               const float* hidden_in) {
+  if (!ops_->on_device() || !is_last_stage()) {
+    return absl::FailedPreconditionError(
+        "logits stay in backend memory only on the last stage of a device backend");
+  }
+  if (b.num_tokens() == 0 || b.logit_rows.empty()) {
+    return absl::InvalidArgumentError("a step with logits needs tokens and logit rows");
+  }
+  OLMO_RETURN_IF_ERROR(RunLayers(b, cache, hidden_in));
+  OLMO_RETURN_IF_ERROR(Logits(b, nullptr));
+  return logits_dev_.data();
+}
+
+absl::Status Olmo3Model::RunLayers(const ForwardBatch& b, kv::KvCache* cache,
+                                   const float* hidden_in) {
+  const ModelConfig& c = config_;
+  const int64_t T = b.num_tokens();
+  const int64_t d = c.hidden_size;
   OLMO_RETURN_IF_ERROR(Resize(x_, T * d, "hidden"));
   OLMO_RETURN_IF_ERROR(StageInputs(b));
   if (is_first_stage()) {
@@ -340,80 +369,94 @@ absl::Status Olmo3Model::ForwardStage(const ForwardBatch& b, kv::KvCache* cache,
   for (int64_t l = layer_begin_; l < layer_end_; ++l) {
     OLMO_RETURN_IF_ERROR(RunLayer(l, layers_[l - layer_begin_], b, cache));
   }
-  if (!is_last_stage()) {
-    out->resize(static_cast<size_t>(T * d));
-    ops_->Copy(out->data(), x_.data(), T * d * static_cast<int64_t>(sizeof(float)));
-    ops_->Synchronize();
-    return absl::OkStatus();
-  }
-  std::vector<float>* logits = out;
+  return absl::OkStatus();
+}
+
+// The last stage's logits f32 [R, vocab] of b.logit_rows, after RunLayers: into *host when given,
+// else into logits_dev_ (backend memory; device backends only).
+absl::Status Olmo3Model::Logits(const ForwardBatch& b, std::vector<float>* host) {
+  const ModelConfig& c = config_;
   const int64_t R = static_cast<int64_t>(b.logit_rows.size());
+  const int64_t d = c.hidden_size, V = c.vocab_size;
+  const int64_t fb = static_cast<int64_t>(sizeof(float));
   OLMO_RETURN_IF_ERROR(Resize(final_x_, R * d, "final hidden"));
   for (int64_t r = 0; r < R; ++r) {
-    ops_->Copy(final_x_.data() + r * d, x_.data() + b.logit_rows[r] * d,
-               d * static_cast<int64_t>(sizeof(float)));
+    ops_->Copy(final_x_.data() + r * d, x_.data() + b.logit_rows[r] * d, d * fb);
   }
   ops_->RmsNorm({final_x_.data(), nullptr, final_norm_.data(), final_x_.data(), R, d,
                  static_cast<float>(c.rms_norm_eps)});
-  logits->resize(static_cast<size_t>(R * c.vocab_size));
+  if (host != nullptr) host->resize(static_cast<size_t>(R * V));
   if (tp_ == 1) {
     if (!ops_->on_device()) {
-      ops_->Matmul({final_x_.data(), R, lm_head_.get(), logits->data()});
+      ops_->Matmul({final_x_.data(), R, lm_head_.get(), host->data()});
       return absl::OkStatus();
     }
-    OLMO_RETURN_IF_ERROR(Resize(proj_, R * c.vocab_size, "logits"));
-    ops_->Matmul({final_x_.data(), R, lm_head_.get(), proj_.data()});
-    ops_->Copy(logits->data(), proj_.data(),
-               R * c.vocab_size * static_cast<int64_t>(sizeof(float)));
-    ops_->Synchronize();
+    OLMO_RETURN_IF_ERROR(Resize(logits_dev_, R * V, "logits"));
+    ops_->Matmul({final_x_.data(), R, lm_head_.get(), logits_dev_.data()});
+    if (host != nullptr) {
+      ops_->Copy(host->data(), logits_dev_.data(), R * V * fb);
+      ops_->Synchronize();
+    }
     return absl::OkStatus();
   }
   // Vocab-parallel lm_head: local logits [R, vocab_local] padded to the largest slice, gathered
-  // from every rank, reassembled as [R, vocab].
+  // from every rank as [tp, R, vmax], reassembled as [R, vocab].
   const int64_t vmax = vocab_slice_max_;
-  const int64_t row_bytes = vocab_local_ * static_cast<int64_t>(sizeof(float));
+  const int64_t row_bytes = vocab_local_ * fb;
   OLMO_RETURN_IF_ERROR(Resize(proj_, R * vocab_local_, "logits"));
   ops_->Matmul({final_x_.data(), R, lm_head_.get(), proj_.data()});
-  gathered_.resize(static_cast<size_t>(tp_ * R * vmax));
   if (tpc_->memory_space() == comm::MemorySpace::kDevice) {
-    // Device collectives: pad the rows (when slices differ in size), gather on the device, copy
-    // the whole [tp, R, vmax] block back once.
+    // Device collectives: pad (when slices differ in size), gather and reassemble on the device.
     const float* send = proj_.data();
     if (vmax != vocab_local_) {
       OLMO_RETURN_IF_ERROR(Resize(padded_dev_, R * vmax, "padded logits"));
-      for (int64_t r = 0; r < R; ++r) {
-        ops_->Copy(padded_dev_.data() + r * vmax, proj_.data() + r * vocab_local_, row_bytes);
-      }
+      ops_->Copy2D(padded_dev_.data(), vmax * fb, proj_.data(), row_bytes, row_bytes, R);
       send = padded_dev_.data();
     }
     OLMO_RETURN_IF_ERROR(Resize(gathered_dev_, tp_ * R * vmax, "gathered logits"));
-    OLMO_RETURN_IF_ERROR(tpc_->AllGather(send, R * vmax * static_cast<int64_t>(sizeof(float)),
-                                         gathered_dev_.data()));
-    ops_->Copy(gathered_.data(), gathered_dev_.data(),
-               tp_ * R * vmax * static_cast<int64_t>(sizeof(float)));
-    ops_->Synchronize();
-  } else {
-    // A host Comm: bring the local rows to the host (a device backend stages them), pad, gather.
-    std::vector<float> local(static_cast<size_t>(R * vmax), 0.0f);
-    const float* local_logits = proj_.data();
-    if (ops_->on_device()) {
-      staging_.resize(static_cast<size_t>(R * vocab_local_));
-      ops_->Copy(staging_.data(), proj_.data(), R * row_bytes);
+    OLMO_RETURN_IF_ERROR(tpc_->AllGather(send, R * vmax * fb, gathered_dev_.data()));
+    OLMO_RETURN_IF_ERROR(Resize(logits_dev_, R * V, "logits"));
+    for (int rank = 0; rank < tp_; ++rank) {
+      const Slice vs = SplitEvenly(V, tp_, rank);
+      ops_->Copy2D(logits_dev_.data() + vs.begin, V * fb, gathered_dev_.data() + rank * R * vmax,
+                   vmax * fb, vs.size() * fb, R);
+    }
+    if (host != nullptr) {
+      ops_->Copy(host->data(), logits_dev_.data(), R * V * fb);
       ops_->Synchronize();
-      local_logits = staging_.data();
     }
-    for (int64_t r = 0; r < R; ++r) {
-      std::copy_n(local_logits + r * vocab_local_, vocab_local_, local.data() + r * vmax);
-    }
-    OLMO_RETURN_IF_ERROR(tpc_->AllGather(
-        local.data(), R * vmax * static_cast<int64_t>(sizeof(float)), gathered_.data()));
+    return absl::OkStatus();
+  }
+  // A host Comm: bring the local rows to the host (a device backend stages them), pad, gather,
+  // reassemble on the host; upload when the logits are wanted in backend memory.
+  std::vector<float> local(static_cast<size_t>(R * vmax), 0.0f);
+  const float* local_logits = proj_.data();
+  if (ops_->on_device()) {
+    staging_.resize(static_cast<size_t>(R * vocab_local_));
+    ops_->Copy(staging_.data(), proj_.data(), R * row_bytes);
+    ops_->Synchronize();
+    local_logits = staging_.data();
+  }
+  for (int64_t r = 0; r < R; ++r) {
+    std::copy_n(local_logits + r * vocab_local_, vocab_local_, local.data() + r * vmax);
+  }
+  gathered_.resize(static_cast<size_t>(tp_ * R * vmax));
+  OLMO_RETURN_IF_ERROR(tpc_->AllGather(local.data(), R * vmax * fb, gathered_.data()));
+  std::vector<float>* out = host;
+  if (out == nullptr) {
+    staging_.resize(static_cast<size_t>(R * V));
+    out = &staging_;
   }
   for (int rank = 0; rank < tp_; ++rank) {
-    const Slice vs = SplitEvenly(c.vocab_size, tp_, rank);
+    const Slice vs = SplitEvenly(V, tp_, rank);
     for (int64_t r = 0; r < R; ++r) {
       std::copy_n(gathered_.data() + (rank * R + r) * vmax, vs.size(),
-                  logits->data() + r * c.vocab_size + vs.begin);
+                  out->data() + r * V + vs.begin);
     }
+  }
+  if (host == nullptr) {
+    OLMO_RETURN_IF_ERROR(Resize(logits_dev_, R * V, "logits"));
+    ops_->Copy(logits_dev_.data(), staging_.data(), R * V * fb);
   }
   return absl::OkStatus();
 }

@@ -13,8 +13,8 @@
 #include "common/plan.h"
 #include "kernels/ops.h"
 #include "worker/checkpoint/checkpoint.h"
-#include "worker/kv/kv_cache.h"
 #include "worker/comm/comm.h"
+#include "worker/kv/kv_cache.h"
 
 namespace olmo::model {
 
@@ -74,6 +74,10 @@ class Olmo3Model {
   // f32 [logit_rows.size(), vocab].
   absl::Status ForwardStage(const ForwardBatch& batch, kv::KvCache* cache, const float* hidden_in,
                             std::vector<float>* out);
+  // The last stage on a device backend, with the logits left in backend memory (for sampling on
+  // the device): returns f32 [logit_rows.size(), vocab], valid until the next forward.
+  absl::StatusOr<const float*> ForwardStageToBackend(const ForwardBatch& batch, kv::KvCache* cache,
+                                                     const float* hidden_in);
 
  private:
   struct Layer {
@@ -105,8 +109,9 @@ class Olmo3Model {
   int64_t weight_bytes_ = 0;
   // Workspaces in the backend's memory, resized per step.
   kernels::OpsBuffer<float> x_, qkv_, attn_, proj_, gate_up_, act_, sum_sq_, final_x_;
-  // Device Comm: local logits padded to [R, vmax], and the gathered [tp, R, vmax].
-  kernels::OpsBuffer<float> padded_dev_, gathered_dev_;
+  // Device Comm: local logits padded to [R, vmax], and the gathered [tp, R, vmax]. Device
+  // backends: the step's logits [R, vocab].
+  kernels::OpsBuffer<float> padded_dev_, gathered_dev_, logits_dev_;
   std::vector<float> gathered_;  // host (TP all-gather of logits)
   std::vector<float> staging_;   // host copy of device data for a host Comm (device backends)
   // The step's inputs in backend memory (device backends only; the CPU reads the batch itself).
@@ -120,11 +125,14 @@ class Olmo3Model {
   };
   StepInputs inputs_{};
   absl::Status StageInputs(const ForwardBatch& batch);
+  // Embedding (first stage) or hidden_in, then this stage's layers: leaves x_ [T, hidden].
+  absl::Status RunLayers(const ForwardBatch& batch, kv::KvCache* cache, const float* hidden_in);
+  absl::Status Logits(const ForwardBatch& batch, std::vector<float>* host);
   void BindBuffers();
   // Tensor parallelism.
   int tp_ = 1;
   comm::Comm* tpc_ = nullptr;
-  int64_t nq_ = 0, nkv_ = 0;   // local heads
+  int64_t nq_ = 0, nkv_ = 0;    // local heads
   bool kv_stats_owner_ = true;  // this rank adds its k-norm statistics (first replica)
   int64_t inter_local_ = 0;
   int64_t vocab_begin_ = 0, vocab_local_ = 0, vocab_slice_max_ = 0;

@@ -93,4 +93,15 @@ SampleOutput Sample(std::span<const float> logits, const SequenceState& state, i
   return out;
 }
 
+void SampleBatch::Add(const SequenceState& state, int64_t position) {
+  rows.push_back(RowParams(state, position));
+  penalty_ids.insert(penalty_ids.end(), state.seen_ids().begin(), state.seen_ids().end());
+  for (int32_t id : state.seen_ids()) penalty_counts.push_back(state.output_counts()[id]);
+  penalty_offsets.push_back(static_cast<int32_t>(penalty_ids.size()));
+  ban_ids.insert(ban_ids.end(), state.params().stop_token_ids.begin(),
+                 state.params().stop_token_ids.end());
+  ban_offsets.push_back(static_cast<int32_t>(ban_ids.size()));
+  max_logprobs = std::max<int64_t>(max_logprobs, state.params().logprobs);
+}
+
 }  // namespace olmo::sampler

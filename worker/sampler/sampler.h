@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/plan.h"
+#include "kernels/ops.h"
 #include "common/sampling_params.h"
 
 namespace olmo::sampler {
@@ -59,5 +60,20 @@ std::vector<int32_t> FilteredSet(std::span<const float> logits, const SequenceSt
 // Samples the token at absolute position `position` from raw f32 logits [vocab]: one Philox
 // uniform keyed by (seed, position), inverse CDF over the filtered set.
 SampleOutput Sample(std::span<const float> logits, const SequenceState& state, int64_t position);
+
+// The Sample op's inputs (kernels/ops.h SampleParams) for a batch of rows, on the host: row
+// parameters and the CSR penalty and ban lists. Row r draws the token at positions[r].
+struct SampleBatch {
+  std::vector<kernels::SampleRowParams> rows;
+  std::vector<int32_t> penalty_offsets = {0};
+  std::vector<int32_t> penalty_ids;
+  std::vector<int32_t> penalty_counts;
+  std::vector<int32_t> ban_offsets = {0};
+  std::vector<int32_t> ban_ids;
+  int64_t max_logprobs = 0;  // the largest params.logprobs of the rows
+
+  void Add(const SequenceState& state, int64_t position);
+  int64_t size() const { return static_cast<int64_t>(rows.size()); }
+};
 
 }  // namespace olmo::sampler

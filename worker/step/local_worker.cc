@@ -34,6 +34,9 @@ absl::StatusOr<std::unique_ptr<LocalWorker>> LoadLocalWorker(const std::string& 
     if (w->collectives != nullptr) model_options.collectives = w->collectives.get();
   }
   OLMO_RETURN_IF_ERROR(ops_status);
+  if (options.device_sampling && !w->ops->on_device()) {
+    return absl::InvalidArgumentError("device sampling needs a device backend (--device cuda)");
+  }
   OLMO_ASSIGN_OR_RETURN(w->config, ModelConfig::Load(model_dir));
   OLMO_ASSIGN_OR_RETURN(std::unique_ptr<checkpoint::Checkpoint> ckpt,
                         checkpoint::Checkpoint::Open(model_dir));
@@ -90,7 +93,8 @@ absl::StatusOr<std::unique_ptr<LocalWorker>> LoadLocalWorker(const std::string& 
   }
   spdlog::info("KV cache: {} blocks x {} tokens per group, {:.1f} MiB", shape.num_blocks[0],
                shape.block_size, cache->total_bytes() / 1048576.0);
-  w->runner = std::make_unique<StepRunner>(w->model.get(), std::move(cache));
+  w->runner = std::make_unique<StepRunner>(w->model.get(), std::move(cache),
+                                           options.device_sampling ? w->ops.get() : nullptr);
   return w;
 }
 

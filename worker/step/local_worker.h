@@ -16,8 +16,8 @@
 namespace olmo::step {
 
 struct LocalWorkerOptions {
-  int64_t block_size = 16;    // tokens per KV block
-  int64_t num_blocks = 0;     // KV blocks per group; 0 -> from kv_cache_bytes
+  int64_t block_size = 16;  // tokens per KV block
+  int64_t num_blocks = 0;   // KV blocks per group; 0 -> from kv_cache_bytes
   int64_t kv_cache_bytes = 256ll << 20;
   // Device backends: when > 0, the KV cache takes this fraction of the device memory left free
   // after the weights are loaded, less the activation workspace of a max_tokens_per_step step
@@ -28,6 +28,9 @@ struct LocalWorkerOptions {
   // Another backend (e.g. CUDA): when set, its Ops run the model and hold the KV cache.
   std::function<absl::StatusOr<std::unique_ptr<kernels::Ops>>()> make_ops;
   model::ModelOptions model;
+  // Device backends: sample with the backend's Sample op where the logits are (GPU sampling)
+  // instead of copying [rows, vocab] logits to the host sampler.
+  bool device_sampling = false;
   // Device collectives for the TP group, built once the backend exists (e.g. NCCL on its
   // stream). Called on every rank, with null when this rank's backend failed, so that a
   // collective set-up can agree on failure instead of hanging. Returns the Comm the model uses

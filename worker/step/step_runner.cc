@@ -7,8 +7,12 @@
 
 namespace olmo::step {
 
-StepRunner::StepRunner(model::Olmo3Model* model, std::unique_ptr<kv::KvCache> cache)
+StepRunner::StepRunner(model::Olmo3Model* model, std::unique_ptr<kv::KvCache> cache,
+                       kernels::Ops* device_sampling_ops)
     : model_(model), cache_(std::move(cache)) {
+  if (device_sampling_ops != nullptr) {
+    device_sampler_ = std::make_unique<DeviceSampler>(device_sampling_ops);
+  }
   info_.num_blocks[kKvGroupFull] = cache_->shape().num_blocks[kKvGroupFull];
   info_.num_blocks[kKvGroupSliding] = cache_->shape().num_blocks[kKvGroupSliding];
   info_.block_size = cache_->shape().block_size;
@@ -45,8 +49,8 @@ absl::StatusOr<StepResult> StepRunner::ExecuteStage(const StepPlan& plan, const 
       s.admitted = true;
       // Only the last stage samples, so only it keeps sampling state and token counts.
       if (last) {
-        s.sampling = std::make_unique<sampler::SequenceState>(*st.sampling, st.num_prompt_tokens,
-                                                              vocab);
+        s.sampling =
+            std::make_unique<sampler::SequenceState>(*st.sampling, st.num_prompt_tokens, vocab);
       }
     }
     if (!s.admitted) {
@@ -59,16 +63,18 @@ absl::StatusOr<StepResult> StepRunner::ExecuteStage(const StepPlan& plan, const 
       s.tables[g].insert(s.tables[g].end(), st.blocks[g].append.begin(), st.blocks[g].append.end());
       int64_t need = (st.start_pos + static_cast<int64_t>(st.token_ids.size()) + bs - 1) / bs;
       if (static_cast<int64_t>(s.tables[g].size()) < need) {
-        return absl::FailedPreconditionError(absl::StrFormat(
-            "step %d: sequence %d has %d blocks in KV group %d, needs %d", plan.step_id,
-            st.seq_id, s.tables[g].size(), g, need));
+        return absl::FailedPreconditionError(
+            absl::StrFormat("step %d: sequence %d has %d blocks in KV group %d, needs %d",
+                            plan.step_id, st.seq_id, s.tables[g].size(), g, need));
       }
-      b.max_blocks[g] = std::max<int64_t>(b.max_blocks[g], static_cast<int64_t>(s.tables[g].size()));
+      b.max_blocks[g] =
+          std::max<int64_t>(b.max_blocks[g], static_cast<int64_t>(s.tables[g].size()));
     }
   }
   const int64_t num_seqs = static_cast<int64_t>(plan.seqs.size());
   for (int g = 0; g < kNumKvGroups; ++g) {
-    b.block_tables[g].assign(static_cast<size_t>(num_seqs * std::max<int64_t>(b.max_blocks[g], 1)), 0);
+    b.block_tables[g].assign(static_cast<size_t>(num_seqs * std::max<int64_t>(b.max_blocks[g], 1)),
+                             0);
   }
   for (int64_t i = 0; i < num_seqs; ++i) {
     const SeqStep& st = plan.seqs[i];
@@ -90,8 +96,16 @@ absl::StatusOr<StepResult> StepRunner::ExecuteStage(const StepPlan& plan, const 
     if (last) s.sampling->Observe(st.token_ids, st.start_pos);
   }
 
-  absl::Status status =
-      model_->ForwardStage(b, cache_.get(), hidden_in, last ? &logits_ : hidden_out);
+  const bool on_device = last && device_sampler_ != nullptr && !b.logit_rows.empty();
+  absl::Status status;
+  const float* device_logits = nullptr;
+  if (on_device) {
+    absl::StatusOr<const float*> l = model_->ForwardStageToBackend(b, cache_.get(), hidden_in);
+    status = l.status();
+    if (l.ok()) device_logits = *l;
+  } else {
+    status = model_->ForwardStage(b, cache_.get(), hidden_in, last ? &logits_ : hidden_out);
+  }
   if (!status.ok()) {
     result.status = status;
     return result;
@@ -104,14 +118,36 @@ absl::StatusOr<StepResult> StepRunner::ExecuteStage(const StepPlan& plan, const 
     busy_seconds_ += result.step_seconds;
     return result;
   }
+  std::vector<sampler::SampleOutput> outs;
+  if (on_device) {
+    sampler::SampleBatch batch;
+    for (const SeqStep& st : plan.seqs) {
+      if (!st.sample) continue;
+      batch.Add(*seqs_[st.seq_id].sampling,
+                st.start_pos + static_cast<int64_t>(st.token_ids.size()));
+    }
+    absl::StatusOr<std::vector<sampler::SampleOutput>> sampled =
+        device_sampler_->Sample(device_logits, vocab, batch);
+    if (!sampled.ok()) {
+      result.status = sampled.status();
+      return result;
+    }
+    outs = std::move(*sampled);
+  } else {
+    size_t row = 0;
+    for (const SeqStep& st : plan.seqs) {
+      if (!st.sample) continue;
+      const int64_t position = st.start_pos + static_cast<int64_t>(st.token_ids.size());
+      outs.push_back(sampler::Sample(
+          std::span<const float>(logits_.data() + row * vocab, static_cast<size_t>(vocab)),
+          *seqs_[st.seq_id].sampling, position));
+      ++row;
+    }
+  }
   size_t row = 0;
   for (const SeqStep& st : plan.seqs) {
     if (!st.sample) continue;
-    const SeqState& s = seqs_[st.seq_id];
-    int64_t position = st.start_pos + static_cast<int64_t>(st.token_ids.size());
-    sampler::SampleOutput out = sampler::Sample(
-        std::span<const float>(logits_.data() + row * vocab, static_cast<size_t>(vocab)),
-        *s.sampling, position);
+    sampler::SampleOutput& out = outs[row++];
     SeqResult r;
     r.seq_id = st.seq_id;
     r.epoch = st.epoch;
@@ -119,7 +155,6 @@ absl::StatusOr<StepResult> StepRunner::ExecuteStage(const StepPlan& plan, const 
     r.logprob = out.logprob;
     r.top_logprobs = std::move(out.top_logprobs);
     result.seqs.push_back(std::move(r));
-    ++row;
   }
   result.step_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

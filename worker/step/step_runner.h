@@ -13,12 +13,17 @@
 #include "worker/kv/kv_cache.h"
 #include "worker/model/olmo3_model.h"
 #include "worker/sampler/sampler.h"
+#include "worker/step/device_sampler.h"
 
 namespace olmo::step {
 
 class StepRunner final : public StepExecutor {
  public:
-  StepRunner(model::Olmo3Model* model, std::unique_ptr<kv::KvCache> cache);
+  // device_sampling_ops: sample with the backend's Sample op on logits left in backend memory
+  // (device backends only; last_logits() then stays empty). Otherwise the logits come to the
+  // host and sampler::Sample draws.
+  StepRunner(model::Olmo3Model* model, std::unique_ptr<kv::KvCache> cache,
+             kernels::Ops* device_sampling_ops = nullptr);
 
   const ExecutorInfo& info() const override { return info_; }
   absl::StatusOr<StepResult> Execute(const StepPlan& plan) override;
@@ -60,6 +65,7 @@ class StepRunner final : public StepExecutor {
   int64_t tokens_executed_ = 0;
   double busy_seconds_ = 0.0;
   std::vector<float> logits_;
+  std::unique_ptr<DeviceSampler> device_sampler_;  // null: sample on the host
 };
 
 }  // namespace olmo::step

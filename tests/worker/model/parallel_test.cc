@@ -91,7 +91,8 @@ struct PipelineGroup {
 // a host Comm (collectives staged through host memory, as a GPU group over MPI runs); or
 // DeviceLikeCpuOps with a device-like Comm built by LocalWorkerOptions::make_collectives (the
 // NCCL path: collectives on backend buffers).
-enum class Backend { kHost, kDeviceStaged, kDeviceCollectives };
+// kDeviceSampling: device collectives and the Sample op on the backend's logits.
+enum class Backend { kHost, kDeviceStaged, kDeviceCollectives, kDeviceSampling };
 
 PipelineGroup LoadPipeline(const std::string& name, int tp, int pp, int64_t block_size,
                            int64_t num_blocks, Backend backend = Backend::kHost) {
@@ -120,7 +121,8 @@ PipelineGroup LoadPipeline(const std::string& name, int tp, int pp, int64_t bloc
           return std::unique_ptr<kernels::Ops>(std::make_unique<DeviceLikeCpuOps>());
         };
       }
-      if (backend == Backend::kDeviceCollectives) {
+      o.device_sampling = backend == Backend::kDeviceSampling;
+      if (backend == Backend::kDeviceCollectives || backend == Backend::kDeviceSampling) {
         ThreadGroup* group = g.groups[s].get();
         o.make_collectives =
             [group, r](kernels::Ops* ops) -> absl::StatusOr<std::unique_ptr<comm::Comm>> {
@@ -226,7 +228,10 @@ using Outputs = std::map<int64_t, std::vector<engine::SeqUpdate>>;
 
 // Four prompts of the golden input (two greedy, two seeded), run to completion through the
 // engine with a small step budget (chunked prefill mixed with decodes).
-Outputs RunPrompts(StepExecutor* ex, const Golden& gold, int max_tokens) {
+// every_filter: each sequence also uses penalties, top-k / top-p / min-p, min_tokens with stop
+// ids (which then end it) and other logprob counts.
+Outputs RunPrompts(StepExecutor* ex, const Golden& gold, int max_tokens,
+                   bool every_filter = false) {
   engine::Engine engine(ex, {16, 64, 0});
   for (int i = 0; i < 4; ++i) {
     engine::Request r;
@@ -237,6 +242,35 @@ Outputs RunPrompts(StepExecutor* ex, const Golden& gold, int max_tokens) {
     r.sampling.temperature = i < 2 ? 0.0f : 0.8f;
     r.sampling.seed = 11 + i;
     r.sampling.logprobs = 2;
+    if (every_filter) {
+      const int32_t common = gold.input_ids[3];
+      switch (i) {
+        case 0:
+          r.sampling.repetition_penalty = 1.3f;
+          r.sampling.min_tokens = 3;
+          r.sampling.stop_token_ids = {common, gold.input_ids[5]};
+          r.ignore_eos = false;
+          break;
+        case 1:
+          r.sampling.presence_penalty = 0.5f;
+          r.sampling.frequency_penalty = 0.3f;
+          r.sampling.logprobs = 0;
+          break;
+        case 2:
+          r.sampling.top_k = 5;
+          r.sampling.top_p = 0.9f;
+          r.sampling.logprobs = 5;
+          break;
+        default:
+          r.sampling.temperature = 1.3f;
+          r.sampling.min_p = 0.05f;
+          r.sampling.repetition_penalty = 0.9f;
+          r.sampling.min_tokens = 2;
+          r.sampling.stop_token_ids = {common};
+          r.ignore_eos = false;
+          break;
+      }
+    }
     EXPECT_TRUE(engine.Add(r).ok());
   }
   Outputs out;
@@ -322,28 +356,38 @@ TEST_P(PpTest, GenerationMatchesOneRank) {
 // The model's device path (backend buffers, staged inputs and outputs) on the CPU kernels gives
 // bitwise the host path's results, at tp x pp with replicated kv heads and uneven vocab slices
 // too, with either kind of collectives: a host Comm (staged through host memory: how a GPU group
-// runs over MPI) or a device Comm (backend buffers handed to the Comm: the NCCL path).
+// runs over MPI) or a device Comm (backend buffers handed to the Comm: the NCCL path), and with
+// sampling by the Sample op on the backend logits (GPU sampling), also with every sampling filter.
 TEST_P(PpTest, DevicePathMatchesHostPathBitwise) {
   auto [name, tp, pp] = GetParam();
-  PipelineGroup host = LoadPipeline(name, tp, pp, 8, 128);
-  PipelineExecutor hx(&host);
   Golden gold = LoadGolden(name);
-  Outputs want = RunPrompts(&hx, gold, 6);
-  for (Backend backend : {Backend::kDeviceStaged, Backend::kDeviceCollectives}) {
-    SCOPED_TRACE(backend == Backend::kDeviceStaged ? "staged" : "device collectives");
-    PipelineGroup dev = LoadPipeline(name, tp, pp, 8, 128, backend);
-    for (const auto& w : dev.workers) {
-      ASSERT_NE(w, nullptr);
-      ASSERT_TRUE(w->ops->on_device());
-      ASSERT_EQ(w->collectives != nullptr, backend == Backend::kDeviceCollectives);
-    }
-    PipelineExecutor dx(&dev);
-    Outputs got = RunPrompts(&dx, gold, 6);
-    for (int i = 0; i < 4; ++i) {
-      ASSERT_EQ(got[i].size(), want[i].size());
-      for (size_t t = 0; t < want[i].size(); ++t) {
-        EXPECT_EQ(got[i][t].token_id, want[i][t].token_id) << "seq " << i << " token " << t;
-        EXPECT_EQ(got[i][t].logprob, want[i][t].logprob) << "seq " << i << " token " << t;
+  for (bool every_filter : {false, true}) {
+    PipelineGroup host = LoadPipeline(name, tp, pp, 8, 128);
+    PipelineExecutor hx(&host);
+    Outputs want = RunPrompts(&hx, gold, 6, every_filter);
+    for (Backend backend :
+         {Backend::kDeviceStaged, Backend::kDeviceCollectives, Backend::kDeviceSampling}) {
+      SCOPED_TRACE(::testing::Message() << "backend " << static_cast<int>(backend)
+                                      << (every_filter ? " every filter" : ""));
+      PipelineGroup dev = LoadPipeline(name, tp, pp, 8, 128, backend);
+      for (const auto& w : dev.workers) {
+        ASSERT_NE(w, nullptr);
+        ASSERT_TRUE(w->ops->on_device());
+        ASSERT_EQ(w->collectives != nullptr, backend != Backend::kDeviceStaged);
+      }
+      PipelineExecutor dx(&dev);
+      Outputs got = RunPrompts(&dx, gold, 6, every_filter);
+      for (int i = 0; i < 4; ++i) {
+        ASSERT_EQ(got[i].size(), want[i].size());
+        for (size_t t = 0; t < want[i].size(); ++t) {
+          EXPECT_EQ(got[i][t].token_id, want[i][t].token_id) << "seq " << i << " token " << t;
+          EXPECT_EQ(got[i][t].logprob, want[i][t].logprob) << "seq " << i << " token " << t;
+          ASSERT_EQ(got[i][t].top_logprobs.size(), want[i][t].top_logprobs.size());
+          for (size_t k = 0; k < want[i][t].top_logprobs.size(); ++k) {
+            EXPECT_EQ(got[i][t].top_logprobs[k].id, want[i][t].top_logprobs[k].id);
+            EXPECT_EQ(got[i][t].top_logprobs[k].logprob, want[i][t].top_logprobs[k].logprob);
+          }
+        }
       }
     }
   }

@@ -1,0 +1,81 @@
+#include "worker/step/device_sampler.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_format.h"
+
+namespace olmo::step {
+
+DeviceSampler::DeviceSampler(kernels::Ops* ops) : ops_(ops) {
+  rows_.set_ops(ops);
+  for (auto* b : {&penalty_offsets_, &penalty_ids_, &penalty_counts_, &ban_offsets_, &ban_ids_,
+                  &token_ids_, &top_ids_}) {
+    b->set_ops(ops);
+  }
+  logprobs_.set_ops(ops);
+  top_logprobs_.set_ops(ops);
+}
+
+absl::StatusOr<std::vector<sampler::SampleOutput>> DeviceSampler::Sample(
+    const float* logits, int64_t vocab, const sampler::SampleBatch& batch) {
+  const int64_t n = batch.size();
+  std::vector<sampler::SampleOutput> out(static_cast<size_t>(n));
+  if (n == 0) return out;
+  // OpsBuffer::Upload of an empty list allocates nothing; the op reads no entry of it then.
+  auto upload = [](kernels::OpsBuffer<int32_t>& b, const std::vector<int32_t>& v) {
+    return v.empty() || b.Upload(v.data(), v.size());
+  };
+  const int64_t k = batch.max_logprobs;
+  bool ok = rows_.Upload(batch.rows.data(), batch.rows.size()) &&
+            upload(penalty_offsets_, batch.penalty_offsets) &&
+            upload(penalty_ids_, batch.penalty_ids) &&
+            upload(penalty_counts_, batch.penalty_counts) &&
+            upload(ban_offsets_, batch.ban_offsets) && upload(ban_ids_, batch.ban_ids) &&
+            token_ids_.resize(static_cast<size_t>(n)) && logprobs_.resize(static_cast<size_t>(n)) &&
+            (k == 0 || (top_ids_.resize(static_cast<size_t>(n * k)) &&
+                        top_logprobs_.resize(static_cast<size_t>(n * k))));
+  if (!ok) return absl::ResourceExhaustedError("out of backend memory for sampling");
+  kernels::SampleParams p;
+  p.logits = logits;
+  p.rows = n;
+  p.vocab = vocab;
+  p.row_params = rows_.data();
+  p.penalty_offsets = penalty_offsets_.data();
+  p.penalty_ids = batch.penalty_ids.empty() ? nullptr : penalty_ids_.data();
+  p.penalty_counts = batch.penalty_counts.empty() ? nullptr : penalty_counts_.data();
+  p.ban_offsets = ban_offsets_.data();
+  p.ban_ids = batch.ban_ids.empty() ? nullptr : ban_ids_.data();
+  p.max_logprobs = k;
+  p.token_ids = token_ids_.data();
+  p.logprobs = logprobs_.data();
+  p.top_ids = k > 0 ? top_ids_.data() : nullptr;
+  p.top_logprobs = k > 0 ? top_logprobs_.data() : nullptr;
+  ops_->Sample(p);
+
+  std::vector<int32_t> ids(static_cast<size_t>(n)), top_ids(static_cast<size_t>(n * k));
+  std::vector<float> logprobs(static_cast<size_t>(n)), top_logprobs(static_cast<size_t>(n * k));
+  ops_->Copy(ids.data(), token_ids_.data(), n * static_cast<int64_t>(sizeof(int32_t)));
+  ops_->Copy(logprobs.data(), logprobs_.data(), n * static_cast<int64_t>(sizeof(float)));
+  if (k > 0) {
+    ops_->Copy(top_ids.data(), top_ids_.data(), n * k * static_cast<int64_t>(sizeof(int32_t)));
+    ops_->Copy(top_logprobs.data(), top_logprobs_.data(),
+               n * k * static_cast<int64_t>(sizeof(float)));
+  }
+  ops_->Synchronize();
+  for (int64_t r = 0; r < n; ++r) {
+    sampler::SampleOutput& o = out[static_cast<size_t>(r)];
+    o.token_id = ids[r];
+    o.logprob = logprobs[r];
+    if (o.token_id < 0 || o.token_id >= vocab) {
+      return absl::InternalError(absl::StrFormat(
+          "the Sample op returned token id %d for row %d (vocab %d)", o.token_id, r, vocab));
+    }
+    const int64_t want = std::min<int64_t>(batch.rows[r].num_logprobs, std::min(k, vocab));
+    for (int64_t i = 0; i < want; ++i) {
+      o.top_logprobs.push_back({top_ids[r * k + i], top_logprobs[r * k + i]});
+    }
+  }
+  return out;
+}
+
+}  // namespace olmo::step

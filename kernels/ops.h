@@ -108,13 +108,16 @@ struct RopeParams {
   const RopeTable* table = nullptr;
 };
 
-// Paged KV cache of one layer: f32 [num_blocks][2 (k, v)][kv_heads][block_size][head_dim].
+// Paged KV cache of one layer: [num_blocks][2 (k, v)][kv_heads][block_size][head_dim] elements of
+// `dtype`: f32, or bf16 (half the bytes; KvWrite rounds to nearest even, Attention widens exactly
+// to f32, so attention over a bf16 cache equals attention over an f32 cache of the rounded values).
 struct KvLayerView {
-  float* data = nullptr;
+  void* data = nullptr;
   int64_t num_blocks = 0;
   int64_t kv_heads = 0;
   int64_t block_size = 0;  // tokens per block
   int64_t head_dim = 0;
+  DType dtype = DType::kF32;  // kF32 or kBF16
 };
 
 // Writes k and v rows into cache slots. slot = block_id * block_size + offset.
@@ -196,7 +199,7 @@ static_assert(sizeof(SampleRowParams) == 56, "SampleRowParams is copied to devic
 //     position, 0) × Σ exp(z - z_max) over the final set; token = the first survivor whose
 //     running sum exceeds u (the last if none). No survivor at all: token = raw argmax.
 // Outputs per row: token_ids, logprobs (raw, of the token) and the n = min(num_logprobs,
-// max_logprobs, vocab) best raw logprobs by (logprob desc, id asc) in top_ids/top_logprobs;
+// max_logprobs, vocab) best raw logprobs by (raw logit desc, id asc) in top_ids/top_logprobs;
 // entries [n, max_logprobs) get id -1 and logprob -inf. Every parameter value is supported on
 // every backend. Logits may be -inf, never NaN. Rows are independent (batch invariant).
 // CUDA sums the double probabilities in another order than the CPU: its tokens equal the CPU's

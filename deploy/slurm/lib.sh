@@ -252,9 +252,12 @@ olmo_build_worker_cmd() {
     --nodes="$NODES" --ntasks="$OLMO_RANKS" --ntasks-per-node="$OLMO_RANKS_PER_NODE"
     --distribution=block --kill-on-bad-exit=1 --label)
   if [ "$OLMO_DEVICE" = gpu ]; then
-    # One GPU per rank. CPUs: a share of the node (srun no longer inherits sbatch's
+    # Every rank of a node sees all of the node's GPUs and takes the one of its local rank
+    # (olmo-worker --device cuda). Not --gpus-per-task=1: with cgroup device constraints a rank
+    # that sees only its own GPU cannot open its peers', and NCCL loses NVLink P2P between the
+    # ranks of a TP group. CPUs: a share of the node (srun no longer inherits sbatch's
     # --cpus-per-task in newer Slurm, and with cgroups a rank would otherwise get one core).
-    OLMO_WORKER_CMD+=(--gpus-per-task=1)
+    OLMO_WORKER_CMD+=(--gpus-per-node="$GPUS_PER_NODE" --gpu-bind=none)
     [ -z "$CPUS_PER_TASK" ] || OLMO_WORKER_CMD+=(--cpus-per-task="$CPUS_PER_TASK")
   else
     # CPU ranks share cores: no binding (several ranks would be pinned to one core), and more

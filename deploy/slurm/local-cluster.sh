@@ -27,8 +27,7 @@
 #   OLMO_SLURM_NO_SLURMD  1: start munged + slurmctld only (enough for --test-only)
 #   OLMO_SLURM_FAKE_LOCAL_GPUS  N in 1..4: this node declares Gres=gpu:N backed by /dev/null,
 #                         /dev/zero, /dev/full, /dev/urandom (no GPU: only so that the GPU batch
-#                         scripts' `srun --gpus-per-task=1` lines can run here; each task gets its
-#                         own CUDA_VISIBLE_DEVICES index). Never on a machine with real GPUs.
+#                         scripts' `srun --gpus-per-node` lines can run here). Never on a machine with real GPUs.
 #
 # Known facts this follows (docs/stack.md section 4): munged refuses to run as root ("Logfile is
 # insecure"), so it runs as the munge user on files it owns; Debian's Open MPI only speaks PMIx

@@ -90,6 +90,14 @@ void Attention(const AttentionParams& p, int num_threads) {
     std::vector<float> scores(static_cast<size_t>(group * max_keys));
     std::vector<float> acc(static_cast<size_t>(group * dim));
     std::vector<double> denom(static_cast<size_t>(group));
+    std::vector<float> widened(static_cast<size_t>(dim));
+    // The f32 row at element offset `at` of the cache: in place for f32, widened for bf16.
+    auto row = [&](int64_t at) -> const float* {
+      if (c.dtype != DType::kBF16) return static_cast<const float*>(c.data) + at;
+      const uint16_t* b = static_cast<const uint16_t*>(c.data) + at;
+      for (int64_t d = 0; d < dim; ++d) widened[d] = Bf16ToF32(b[d]);
+      return widened.data();
+    };
 #pragma omp for schedule(dynamic, 8)
     for (int64_t item = 0; item < items; ++item) {
       const int64_t g = item / p.num_tokens, t = item % p.num_tokens;
@@ -104,8 +112,9 @@ void Attention(const AttentionParams& p, int num_threads) {
         const int64_t block = table[u / c.block_size];
         const int64_t off = u % c.block_size;
         const int64_t run = std::min(c.block_size - off, pos + 1 - u);
-        const float* k = c.data + block * block_step + g * head_step + off * dim;
-        for (int64_t r = 0; r < run; ++r, k += dim) {
+        const int64_t k_at = block * block_step + g * head_step + off * dim;
+        for (int64_t r = 0; r < run; ++r) {
+          const float* k = row(k_at + r * dim);
           for (int64_t i = 0; i < group; ++i) {
             scores[i * n + (u - lo + r)] = Dot(q + i * dim, k, dim) * p.scale;
           }
@@ -130,8 +139,9 @@ void Attention(const AttentionParams& p, int num_threads) {
         const int64_t block = table[u / c.block_size];
         const int64_t off = u % c.block_size;
         const int64_t run = std::min(c.block_size - off, pos + 1 - u);
-        const float* v = c.data + block * block_step + kv_step + g * head_step + off * dim;
-        for (int64_t r = 0; r < run; ++r, v += dim) {
+        const int64_t v_at = block * block_step + kv_step + g * head_step + off * dim;
+        for (int64_t r = 0; r < run; ++r) {
+          const float* v = row(v_at + r * dim);
           for (int64_t i = 0; i < group; ++i) {
             Axpy(scores[i * n + (u - lo + r)], v, acc.data() + i * dim, dim);
           }

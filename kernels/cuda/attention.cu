@@ -299,7 +299,7 @@ void Attention(const AttentionParams& p, const AttentionGeometry& geo, float* pa
          p.max_blocks,
          static_cast<int>(p.window),
          p.scale,
-         c.data,
+         static_cast<const float*>(c.data),  // f32 only: cuda_ops.cc routes bf16 to the warp kernel
          static_cast<int>(c.kv_heads),
          static_cast<int>(c.block_size),
          static_cast<int>(c.head_dim),

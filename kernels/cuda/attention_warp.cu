@@ -3,8 +3,9 @@
 // attention.cu holds the tiled, GQA-sharing, split-K kernel (CudaAttention::kTiled), not yet run
 // on a GPU.
 //
-// Paged causal attention (decode and prefill chunks, sliding window, GQA) over the f32 cache
-// [num_blocks][2][kv_heads][block_size][head_dim]. One warp per (query token, query head): the
+// Paged causal attention (decode and prefill chunks, sliding window, GQA) over the cache
+// [num_blocks][2][kv_heads][block_size][head_dim] of f32 or bf16 (widened exactly to f32; the bf16
+// instantiation has not run on a GPU yet). One warp per (query token, query head): the
 // lanes split head_dim (up to 8 elements each, head_dim <= 256), each key's dot product is a
 // warp-shuffle reduction, and the softmax is online in f32 (running max and sum), so any context
 // length runs in one pass with registers only. Keys outside [lo, p] are never read, so a sliding
@@ -12,6 +13,8 @@
 //
 // Its limits (measured 227-235 GB/s effective at batch 64 x 4k context): each KV row is read
 // once per query head of its group, and each key costs a warp reduction on the critical path.
+#include <cuda_bf16.h>
+
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_kernels.h"
 
@@ -21,6 +24,10 @@ namespace {
 constexpr int kWarpsPerBlock = 4;
 constexpr int kMaxPerLane = 8;  // head_dim <= 256
 
+__device__ __forceinline__ float Widen(float x) { return x; }
+__device__ __forceinline__ float Widen(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <typename T>
 __global__ void AttentionWarpKernel(AttentionParams p) {
   const int64_t warp = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
@@ -44,12 +51,13 @@ __global__ void AttentionWarpKernel(AttentionParams p) {
   const int64_t plane = kvh * bs * D;  // k plane to v plane of one block
   for (int64_t u = lo; u <= pos; ++u) {
     const int64_t block = table[u / bs];
-    const float* k = p.cache.data + (block * 2 * kvh + g) * bs * D + (u % bs) * D;
-    const float* v = k + plane;
+    const T* k =
+        static_cast<const T*>(p.cache.data) + (block * 2 * kvh + g) * bs * D + (u % bs) * D;
+    const T* v = k + plane;
     float dot = 0.0f;
     for (int e = 0; e < per_lane; ++e) {
       const int64_t d = lane + 32 * e;
-      if (d < D) dot += q[e] * k[d];
+      if (d < D) dot += q[e] * Widen(k[d]);
     }
     dot = WarpSum(dot);
     const float new_max = fmaxf(running_max, dot);
@@ -58,7 +66,7 @@ __global__ void AttentionWarpKernel(AttentionParams p) {
     running_sum = running_sum * correction + weight;
     for (int e = 0; e < per_lane; ++e) {
       const int64_t d = lane + 32 * e;
-      acc[e] = acc[e] * correction + (d < D ? weight * v[d] : 0.0f);
+      acc[e] = acc[e] * correction + (d < D ? weight * Widen(v[d]) : 0.0f);
     }
     running_max = new_max;
   }
@@ -75,7 +83,13 @@ __global__ void AttentionWarpKernel(AttentionParams p) {
 void AttentionWarp(const AttentionParams& p, cudaStream_t stream) {
   const int64_t warps = p.num_tokens * p.num_heads;
   if (warps == 0) return;
-  AttentionWarpKernel<<<Blocks(warps, kWarpsPerBlock), kWarpsPerBlock * 32, 0, stream>>>(p);
+  if (p.cache.dtype == DType::kBF16) {
+    AttentionWarpKernel<__nv_bfloat16>
+        <<<Blocks(warps, kWarpsPerBlock), kWarpsPerBlock * 32, 0, stream>>>(p);
+  } else {
+    AttentionWarpKernel<float>
+        <<<Blocks(warps, kWarpsPerBlock), kWarpsPerBlock * 32, 0, stream>>>(p);
+  }
 }
 
 }  // namespace olmo::kernels::cuda

@@ -94,7 +94,8 @@ class CudaOps final : public Ops {
     CheckLaunch("KvWrite");
   }
   void Attention(const AttentionParams& p) override {
-    if (!tiled_attention_) {
+    // The tiled kernel reads f32 tiles only: a bf16 cache runs on the warp kernel.
+    if (!tiled_attention_ || p.cache.dtype != DType::kF32) {
       if (p.cache.head_dim > 256) {
         spdlog::critical("CUDA Attention: head_dim {} > 256 is not supported", p.cache.head_dim);
         return;

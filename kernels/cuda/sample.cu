@@ -140,8 +140,8 @@ __global__ void __launch_bounds__(kThreads) SamplePrepareKernel(PrepareArgs a) {
       if (rep) {
         v = v < 0.0f ? __fmul_rn(v, p.repetition_penalty) : __fdiv_rn(v, p.repetition_penalty);
       }
-      const int32_t count = a.penalty_counts[k];
-      if (pres_freq && count > 0) {
+      const int32_t count = pres_freq ? a.penalty_counts[k] : 0;  // read only when used (as the CPU)
+      if (count > 0) {
         v = __fsub_rn(v, __fadd_rn(p.presence_penalty,
                                    __fmul_rn(p.frequency_penalty, __int2float_rn(count))));
       }
@@ -246,7 +246,7 @@ __global__ void __launch_bounds__(kThreads) SampleDrawKernel(DrawArgs a) {
       DoubleScan(sh.tmp.double_scan).InclusiveSum(q, tail, chunk);
       __syncthreads();
       tail += carry;
-      const long long found = RowIndex(j >= 1 && j < m && tail > limit ? j : -1, MaxOp(), sh);
+      const long long found = RowIndex(j >= 1 && j < m && !(tail <= limit) ? j : -1, MaxOp(), sh);  // NaN: as the CPU
       carry += chunk;
       if (found >= 0) {
         last = found;
@@ -261,7 +261,7 @@ __global__ void __launch_bounds__(kThreads) SampleDrawKernel(DrawArgs a) {
     const double limit = static_cast<double>(p.min_p) * (prob(0) / total);
     long long last = 0;
     for (int64_t j = 1 + threadIdx.x; j < m; j += kThreads) {
-      if (prob(j) / total >= limit) last = j;
+      if (!(prob(j) / total < limit)) last = j;  // NaN (an infinite logit): kept, as the CPU
     }
     m = RowIndex(last, MaxOp(), sh) + 1;
   }

@@ -32,10 +32,13 @@ struct Dev {
   explicit Dev(const std::vector<T>& host) : n(host.size()) {
     EXPECT_EQ(cudaMalloc(&ptr, std::max<size_t>(1, n) * sizeof(T)), cudaSuccess);
     EXPECT_EQ(cudaMemcpy(ptr, host.data(), n * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
+    // The ops run on a non-blocking stream, unordered with these legacy-stream copies.
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   }
   explicit Dev(size_t count) : n(count) {
     EXPECT_EQ(cudaMalloc(&ptr, std::max<size_t>(1, n) * sizeof(T)), cudaSuccess);
     EXPECT_EQ(cudaMemset(ptr, 0, std::max<size_t>(1, n) * sizeof(T)), cudaSuccess);
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   }
   Dev(const Dev&) = delete;
   Dev& operator=(const Dev&) = delete;

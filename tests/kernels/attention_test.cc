@@ -216,7 +216,7 @@ TEST(Attention, WindowExcludesOlderKeys) {
   KvLayerView view = sc.Params(nullptr).cache;
   for (int64_t u = 0; u < lo; ++u) {
     const int64_t block = sc.tables[u / 4], off = u % 4;
-    float* vrow = view.data + (((block * 2 + 1) * 1 + 0) * 4 + off) * 16;
+    float* vrow = static_cast<float*>(view.data) + (((block * 2 + 1) * 1 + 0) * 4 + off) * 16;
     for (int64_t d = 0; d < 16; ++d) vrow[d] = 1e6f;
     for (int64_t d = 0; d < 16; ++d) sc.vs[0][u * 16 + d] = 1e6f;
   }

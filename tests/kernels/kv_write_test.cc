@@ -1,5 +1,6 @@
 // KvWrite: each k/v row lands at the documented position of the paged layout
 // [num_blocks][2][kv_heads][block_size][head_dim]; other slots are left alone.
+#include <random>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -59,6 +60,58 @@ TEST(KvWrite, ManyTokensAcrossThreads) {
       EXPECT_EQ(cache[ki + 5], k[(t * kv + h) * dim + 5]);
       EXPECT_EQ(cache[vi + 127], v[(t * kv + h) * dim + 127]);
     }
+  }
+}
+
+}  // namespace
+}  // namespace olmo::kernels
+
+namespace olmo::kernels {
+namespace {
+
+// A bf16 cache gets the same layout with each value rounded to nearest even (F32ToBf16), and
+// attention over it equals, bit for bit, attention over an f32 cache of the rounded values.
+TEST(KvWrite, Bf16CacheRoundsAndAttentionWidensExactly) {
+  const int64_t blocks = 5, kv = 2, bs = 4, dim = 8, heads = 4, tokens = 11;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd;
+  std::vector<float> k(tokens * kv * dim), v(tokens * kv * dim), q(tokens * heads * dim);
+  for (auto* x : {&k, &v, &q}) {
+    for (float& f : *x) f = nd(rng) * 3.0f;
+  }
+  std::vector<int64_t> slots(tokens);
+  const std::vector<int32_t> table = {3, 0, 4};  // token u -> block table[u / bs]
+  for (int64_t t = 0; t < tokens; ++t) slots[t] = table[t / bs] * bs + t % bs;
+  std::vector<uint16_t> cache16(blocks * 2 * kv * bs * dim, 0);
+  std::vector<float> cache32(cache16.size(), 0.0f);
+  KvLayerView v16{cache16.data(), blocks, kv, bs, dim, DType::kBF16};
+  KvLayerView v32{cache32.data(), blocks, kv, bs, dim};
+  cpu::KvWrite({k.data(), v.data(), kv * dim, kv * dim, tokens, slots.data(), v16}, 2);
+  std::vector<float> k_rounded(k.size()), v_rounded(v.size());
+  for (size_t i = 0; i < k.size(); ++i) {
+    k_rounded[i] = Bf16ToF32(F32ToBf16(k[i]));
+    v_rounded[i] = Bf16ToF32(F32ToBf16(v[i]));
+  }
+  cpu::KvWrite({k_rounded.data(), v_rounded.data(), kv * dim, kv * dim, tokens, slots.data(), v32},
+               2);
+  int64_t changed = 0;
+  for (size_t i = 0; i < cache16.size(); ++i) {
+    ASSERT_EQ(Bf16ToF32(cache16[i]), cache32[i]) << "element " << i;
+  }
+  for (size_t i = 0; i < k.size(); ++i) changed += k_rounded[i] != k[i];
+  EXPECT_GT(changed, static_cast<int64_t>(k.size() / 2));  // the rounding is real
+
+  std::vector<int32_t> positions(tokens), token_seq(tokens, 0);
+  for (int64_t t = 0; t < tokens; ++t) positions[t] = static_cast<int32_t>(t);
+  for (int64_t window : {0, 5}) {
+    std::vector<float> out16(tokens * heads * dim), out32(out16.size());
+    AttentionParams p{q.data(), heads * dim, out16.data(), tokens, heads, positions.data(),
+                      token_seq.data(), table.data(), 3, window, 0.35f, v16};
+    cpu::Attention(p, 2);
+    p.out = out32.data();
+    p.cache = v32;
+    cpu::Attention(p, 1);
+    for (size_t i = 0; i < out16.size(); ++i) ASSERT_EQ(out16[i], out32[i]) << "window " << window;
   }
 }
 

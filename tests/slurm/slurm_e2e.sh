@@ -5,7 +5,7 @@
 # scancel during a long request: the request must end with finish_reason "shutdown" (drained) or
 # complete, and no olmo-coordinator / olmo-worker of this test may remain. Then, on a machine
 # without GPUs, the GPU script olmo-7b.sbatch runs the same way on 2 fake GPUs (Gres backed by
-# /dev/null and /dev/zero), which checks its `srun --gpus-per-task=1` geometry; the workers
+# /dev/null and /dev/zero), which checks its `srun --gpus-per-node` geometry; the workers
 # compute on the CPU.
 # The cluster is always stopped (by the PIDs it recorded) on exit. Needs root.
 # Prints SLURM_E2E_PASSED when everything passed.
@@ -226,7 +226,8 @@ gpu_script() {
   submit olmo-7b "$WORK/job-gpu.out" --gpus-per-node=2 --ntasks-per-node=2 --cpus-per-task=1
   unset WORKER_DEVICE
   wait_endpoint
-  grep -qF -- "--gpus-per-task=1" "$JOB_OUT" || die "olmo-7b.sbatch did not use --gpus-per-task=1"
+  grep -qF -- "--gpus-per-node=2 --gpu-bind=none" "$JOB_OUT" ||
+    die "olmo-7b.sbatch did not give its ranks the node's 2 GPUs (--gpus-per-node=2 --gpu-bind=none)"
   grep -qF "tp=2 pp=1 ranks=2" "$JOB_OUT" || die "olmo-7b.sbatch did not resolve tp 2 on 2 GPUs"
   first_request
   local t0=$SECONDS

@@ -85,11 +85,11 @@ expect_refused() {
 
 check_dry_runs() {
   expect_dry olmo-7b "tp=4 pp=1 ranks=4 ranks_per_node=4" "--ntasks=4 --ntasks-per-node=4" \
-    "--gpus-per-task=1" "--mpi=pmix" "--tp 4 --pp 1" "olmo-coordinator" "--listen 127.0.0.1:0"
+    "--gpus-per-node=4 --gpu-bind=none" "--mpi=pmix" "--tp 4 --pp 1" "olmo-coordinator" "--listen 127.0.0.1:0"
   expect_dry olmo-32b-1node "tp=8 pp=1 ranks=8 ranks_per_node=8" "--nodes=1 --ntasks=8" \
-    "--gpus-per-task=1" "--tp 8 --pp 1"
+    "--gpus-per-node=8 --gpu-bind=none" "--tp 8 --pp 1"
   expect_dry olmo-32b-2node "tp=8 pp=2 ranks=16 ranks_per_node=8" "hosts=node1,node2" \
-    "--nodes=2 --ntasks=16 --ntasks-per-node=8" "--distribution=block" "--gpus-per-task=1" \
+    "--nodes=2 --ntasks=16 --ntasks-per-node=8" "--distribution=block" "--gpus-per-node=8" \
     "--tp 8 --pp 2" "coordinator (on node1)"
   expect_dry olmo-cpu-demo "tp=2 pp=2 ranks=4 ranks_per_node=4" "--ntasks=4 --ntasks-per-node=4" \
     "--tp 2 --pp 2" "OMPI_MCA_mpi_yield_when_idle=1" "--kv-cache-mib 64" "DRY_RUN=1: nothing launched"
@@ -103,7 +103,7 @@ check_dry_runs() {
   else
     fail "olmo-32b-1node env parameters not applied:"$'\n'"$out"
   fi
-  if dry_run olmo-cpu-demo | grep -q -- "--gpus-per-task"; then
+  if dry_run olmo-cpu-demo | grep -q -- "--gpu"; then
     fail "olmo-cpu-demo must not ask for GPUs"
   fi
   expect_refused olmo-32b-2node "TP must stay inside a node" TP=16 PP=1

@@ -114,6 +114,7 @@ TEST(OlmoGenerate, BadInputGivesOneLineError) {
       {"--model " + model + " --prompt-ids 1,2 --sampling gpu", "--sampling"},
       {"--model " + model + " --prompt-ids 1,2 --sampling device", "device backend"},
       {"--model " + model + " --prompt-ids 1,2 --collectives fast", "--collectives"},
+      {"--model " + model + " --prompt-ids 1,2 --kv-dtype f16", "--kv-dtype"},
   };
   for (const Case& c : cases) {
     RunResult r = RunTool(c.args);

@@ -126,6 +126,12 @@ absl::StatusOr<CollectivesFactory> MakeCollectivesFactory(const std::string& mod
 #endif
 }
 
+absl::StatusOr<DType> ParseKvDtype(const std::string& name) {
+  if (name == "f32") return DType::kF32;
+  if (name == "bf16") return DType::kBF16;
+  return absl::InvalidArgumentError(absl::StrFormat("--kv-dtype: '%s' is not f32 or bf16", name));
+}
+
 std::string DeviceDescription(const std::string& device, int local_rank, int64_t* memory_bytes) {
   *memory_bytes = 0;
 #ifdef OLMO_WITH_CUDA

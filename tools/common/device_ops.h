@@ -1,6 +1,6 @@
 // The compute backend of a worker rank, chosen by name: "cpu" (the default: LocalWorker's CPU
 // ops) or "cuda" (the CUDA backend on the GPU of this rank's local rank, modulo the visible
-// devices, so one GPU per task under `srun --gpus-per-task=1` works too).
+// devices, so a task that sees one GPU (`srun --gpus-per-task=1`) works too).
 #pragma once
 
 #include <functional>
@@ -48,6 +48,9 @@ absl::StatusOr<bool> ChooseNccl(const std::string& mode, const std::string& devi
 absl::StatusOr<CollectivesFactory> MakeCollectivesFactory(const std::string& mode,
                                                           const std::string& device,
                                                           comm::Comm* tp_host);
+
+// --kv-dtype: "f32" or "bf16" (InvalidArgument otherwise).
+absl::StatusOr<DType> ParseKvDtype(const std::string& name);
 
 // This process's rank on its node from the launcher's environment (Open MPI, Slurm), else 0.
 int LocalRank();

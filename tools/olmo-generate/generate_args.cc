@@ -141,6 +141,7 @@ Engine:
                            (default 512)
   --block-size N           tokens per KV-cache block (default 16)
   --kv-cache-mib N         KV cache size; default: enough for every prompt at once
+  --kv-dtype f32|bf16      KV cache element type (bf16: half the bytes; default f32)
   --threads N              compute threads (default: all cores)
   --device cpu|cuda        compute backend (cuda: the GPU of the rank's local rank; default cpu)
   --matmul blas            use f32 panels + OpenBLAS sgemm instead of the packed BF16 kernel
@@ -225,6 +226,10 @@ absl::StatusOr<GenerateArgs> ParseGenerateArgs(int argc, char** argv) {
     else if (flag == "--tp") { OLMO_ASSIGN_OR_RETURN(args.tp, ParseNumber<int>(flag, v)); }
     else if (flag == "--pp") { OLMO_ASSIGN_OR_RETURN(args.pp, ParseNumber<int>(flag, v)); }
     else if (flag == "--watchdog-seconds") { OLMO_ASSIGN_OR_RETURN(args.watchdog_s, ParseNumber<double>(flag, v)); }
+    else if (flag == "--kv-dtype") {
+      if (v != "f32" && v != "bf16") return absl::InvalidArgumentError("--kv-dtype: expected f32 or bf16");
+      args.kv_dtype = v == "bf16" ? DType::kBF16 : DType::kF32;
+    }
     else if (flag == "--sampling") {
       if (v != "host" && v != "device") return absl::InvalidArgumentError("--sampling: expected host or device");
       args.device_sampling = v == "device";

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/dtype.h"
 #include "common/sampling_params.h"
 
 namespace olmo::tools {
@@ -26,6 +27,7 @@ struct GenerateArgs {
   int threads = 0;           // 0: all cores
   bool blas_matmul = false;
   bool device_sampling = false;  // --sampling device
+  DType kv_dtype = DType::kF32;   // --kv-dtype
   std::string device = "cpu";  // cpu | cuda
   std::string collectives = "auto";  // auto | nccl | host (tools/common/device_ops.h)
   int tp = 1;  // tensor-parallel ranks per stage (under mpirun)

@@ -74,6 +74,7 @@ olmo::step::LocalWorkerOptions WorkerOptions(const olmo::tools::GenerateArgs& ar
   o.ops.matmul_path =
       args.blas_matmul ? olmo::kernels::MatmulPath::kBlas : olmo::kernels::MatmulPath::kPacked;
   o.device_sampling = args.device_sampling;
+  o.kv_dtype = args.kv_dtype;
   auto factory = olmo::tools::MakeOpsFactory(args.device, olmo::tools::LocalRank());
   if (factory.ok()) {
     o.make_ops = *factory;

@@ -48,6 +48,7 @@ struct Args {
   std::string device = "cpu";
   std::string collectives = "auto";
   std::string sampling = "host";
+  std::string kv_dtype = "f32";
   bool help = false;
 };
 
@@ -240,6 +241,8 @@ int main(int argc, char** argv) {
   flags.Add("secret-file", &a.secret_file, "shared secret (else $OLMO_SECRET)");
   flags.Add("group-name", &a.group_name, "a name for logs and stats");
   flags.Add("kv-cache-mib", &a.kv_cache_mib, "KV cache MiB per rank (0: the coordinator's plan)");
+  flags.Add("kv-dtype", &a.kv_dtype,
+            "KV cache element type: f32, or bf16 (twice the tokens in the same memory)");
   flags.Add("threads", &a.threads, "compute threads per rank (0: cores / local ranks)");
   flags.Add("term-grace-seconds", &a.term_grace_seconds,
             "after SIGTERM, keep serving until Shutdown or this long");
@@ -390,6 +393,9 @@ int main(int argc, char** argv) {
     return rank == 0 ? Fail("--sampling: expected host or device, got '" + a.sampling + "'") : 1;
   }
   o.device_sampling = a.sampling == "device";
+  auto kv_dtype = olmo::tools::ParseKvDtype(a.kv_dtype);
+  if (!kv_dtype.ok()) return rank == 0 ? Fail(std::string(kv_dtype.status().message())) : 1;
+  o.kv_dtype = *kv_dtype;
   const auto stages = olmo::ParallelConfig::SplitStages(*config, static_cast<int>(a.pp));
   o.model.layer_begin = stages[pc->pp_rank()].layer_begin;
   o.model.layer_end = stages[pc->pp_rank()].layer_end;

@@ -11,24 +11,22 @@ KvCache::KvCache(const KvCacheShape& shape, const std::vector<LayerType>& layer_
     layer_group_.push_back(g);
     layer_index_.push_back(count[g]++);
   }
-  int64_t per_block = 2 * shape.kv_heads * shape.block_size * shape.head_dim;
   for (int g = 0; g < kNumKvGroups; ++g) {
-    floats_[g] = count[g] * shape.num_blocks[g] * per_block;
+    bytes_[g] = count[g] * shape.num_blocks[g] * block_bytes();
     if (!use_ops_) {
-      host_[g].assign(static_cast<size_t>(floats_[g]), 0.0f);
+      host_[g].assign(static_cast<size_t>((bytes_[g] + 3) / 4), 0.0f);
       continue;
     }
     backend_[g].set_ops(ops);
-    if (backend_[g].resize(static_cast<size_t>(floats_[g]))) {
-      ops->Zero(backend_[g].data(), floats_[g] * static_cast<int64_t>(sizeof(float)));
-    }
+    if (backend_[g].resize(static_cast<size_t>(bytes_[g])))
+      ops->Zero(backend_[g].data(), bytes_[g]);
   }
 }
 
 bool KvCache::ok() const {
   if (!use_ops_) return true;
   for (int g = 0; g < kNumKvGroups; ++g) {
-    if (floats_[g] > 0 && backend_[g].data() == nullptr) return false;
+    if (bytes_[g] > 0 && backend_[g].data() == nullptr) return false;
   }
   return true;
 }
@@ -36,11 +34,11 @@ bool KvCache::ok() const {
 kernels::KvLayerView KvCache::Layer(int64_t layer) {
   int64_t local = layer - layer_begin_;
   int g = layer_group_[local];
-  int64_t per_layer = shape_.num_blocks[g] * 2 * shape_.kv_heads * shape_.block_size *
-                      shape_.head_dim;
+  const int64_t per_layer = shape_.num_blocks[g] * block_bytes();
   kernels::KvLayerView v;
-  float* base = use_ops_ ? backend_[g].data() : host_[g].data();
+  uint8_t* base = use_ops_ ? backend_[g].data() : reinterpret_cast<uint8_t*>(host_[g].data());
   v.data = base + layer_index_[local] * per_layer;
+  v.dtype = shape_.dtype;
   v.num_blocks = shape_.num_blocks[g];
   v.kv_heads = shape_.kv_heads;
   v.block_size = shape_.block_size;
@@ -49,13 +47,12 @@ kernels::KvLayerView KvCache::Layer(int64_t layer) {
 }
 
 int64_t KvCache::block_bytes() const {
-  return 2 * shape_.kv_heads * shape_.block_size * shape_.head_dim *
-         static_cast<int64_t>(sizeof(float));
+  return 2 * shape_.kv_heads * shape_.block_size * shape_.head_dim * shape_.element_bytes();
 }
 
 int64_t KvCache::total_bytes() const {
   int64_t n = 0;
-  for (int64_t f : floats_) n += f * static_cast<int64_t>(sizeof(float));
+  for (int64_t b : bytes_) n += b;
   return n;
 }
 
@@ -65,8 +62,8 @@ std::array<int64_t, kNumKvGroups> KvCache::BlocksForBytes(int64_t bytes, const K
   // v1 keeps every sliding block, so both groups get the same number of blocks: each block id
   // costs one block in every local layer.
   int64_t layers = layer_end - layer_begin;
-  int64_t per_block = 2 * shape.kv_heads * shape.block_size * shape.head_dim *
-                      static_cast<int64_t>(sizeof(float)) * layers;
+  int64_t per_block =
+      2 * shape.kv_heads * shape.block_size * shape.head_dim * shape.element_bytes() * layers;
   int64_t n = per_block > 0 ? bytes / per_block : 0;
   (void)types;
   return {n, n};

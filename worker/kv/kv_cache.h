@@ -1,6 +1,7 @@
 // KvCache: this rank's KV bytes (DESIGN.md §2). One pool per KV group (full-attention layers and
-// sliding layers); within a group, f32 [group_layers_local][num_blocks][2][kv_heads_local]
-// [block_size][head_dim]. Block ids are the same on every rank.
+// sliding layers); within a group, [group_layers_local][num_blocks][2][kv_heads_local][block_size]
+// [head_dim] elements of shape.dtype (f32, or bf16 at half the bytes). Block ids are the same on
+// every rank.
 #pragma once
 
 #include <array>
@@ -18,6 +19,8 @@ struct KvCacheShape {
   int64_t head_dim = 0;
   int64_t block_size = 0; // tokens per block
   std::array<int64_t, kNumKvGroups> num_blocks = {0, 0};
+  DType dtype = DType::kF32;  // element type: kF32 or kBF16
+  int64_t element_bytes() const { return DTypeSize(dtype); }
 };
 
 class KvCache {
@@ -46,9 +49,9 @@ class KvCache {
   int64_t layer_begin_;
   std::vector<int> layer_group_;          // per local layer
   std::vector<int64_t> layer_index_;      // index of the local layer inside its group
-  std::array<std::vector<float>, kNumKvGroups> host_;         // without ops
-  std::array<kernels::OpsBuffer<float>, kNumKvGroups> backend_;  // with ops
-  std::array<int64_t, kNumKvGroups> floats_ = {0, 0};
+  std::array<std::vector<float>, kNumKvGroups> host_;  // without ops (float: aligned storage)
+  std::array<kernels::OpsBuffer<uint8_t>, kNumKvGroups> backend_;  // with ops
+  std::array<int64_t, kNumKvGroups> bytes_ = {0, 0};
   bool use_ops_ = false;
 };
 

@@ -34,6 +34,9 @@ absl::StatusOr<std::unique_ptr<LocalWorker>> LoadLocalWorker(const std::string& 
     if (w->collectives != nullptr) model_options.collectives = w->collectives.get();
   }
   OLMO_RETURN_IF_ERROR(ops_status);
+  if (options.kv_dtype != DType::kF32 && options.kv_dtype != DType::kBF16) {
+    return absl::InvalidArgumentError("kv cache dtype: f32 or bf16");
+  }
   if (options.device_sampling && !w->ops->on_device()) {
     return absl::InvalidArgumentError("device sampling needs a device backend (--device cuda)");
   }
@@ -48,6 +51,7 @@ absl::StatusOr<std::unique_ptr<LocalWorker>> LoadLocalWorker(const std::string& 
   shape.kv_heads = w->model->local_kv_heads();
   shape.head_dim = w->config.head_dim;
   shape.block_size = options.block_size;
+  shape.dtype = options.kv_dtype;
   const int64_t free_bytes = w->ops->free_memory_bytes();
   if (options.num_blocks > 0) {
     shape.num_blocks = {options.num_blocks, options.num_blocks};
@@ -65,7 +69,7 @@ absl::StatusOr<std::unique_ptr<LocalWorker>> LoadLocalWorker(const std::string& 
     in.activation_bytes = per_token * options.max_tokens_per_step;
     in.reserve_bytes = 512ll << 20;  // GEMM workspace, attention partials, allocator slack
     in.kv_bytes_per_block = kernels::cuda::KvBytesPerBlock(layers, shape.kv_heads, shape.block_size,
-                                                           shape.head_dim, sizeof(float));
+                                                           shape.head_dim, shape.element_bytes());
     in.memory_fraction = options.kv_memory_fraction;
     OLMO_ASSIGN_OR_RETURN(kernels::cuda::MemoryPlan plan, kernels::cuda::PlanKvMemory(in));
     shape.num_blocks = {plan.num_kv_blocks, plan.num_kv_blocks};

@@ -19,6 +19,8 @@ struct LocalWorkerOptions {
   int64_t block_size = 16;  // tokens per KV block
   int64_t num_blocks = 0;   // KV blocks per group; 0 -> from kv_cache_bytes
   int64_t kv_cache_bytes = 256ll << 20;
+  // KV cache element type: f32, or bf16 (half the bytes per token; attention widens exactly).
+  DType kv_dtype = DType::kF32;
   // Device backends: when > 0, the KV cache takes this fraction of the device memory left free
   // after the weights are loaded, less the activation workspace of a max_tokens_per_step step
   // and a fixed reserve (kernels/cuda/memory_plan.h), instead of kv_cache_bytes.

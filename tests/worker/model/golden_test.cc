@@ -79,6 +79,34 @@ TEST_P(GoldenTest, GreedyContinuationMatchesHf) {
   EXPECT_TRUE(engine.blocks().AllFree());
 }
 
+// A bf16 KV cache (half the bytes) against HF: within DESIGN.md §5's bf16 bound of
+// 0.1 x std(logits), and really rounded (the logits differ from the f32 cache's).
+TEST_P(GoldenTest, Bf16KvCacheStaysWithinBf16ToleranceOfHf) {
+  const std::string name = GetParam();
+  Golden g = LoadGolden(name);
+  auto w = LoadWorker(ModelsDir() + "/" + name, 16, 64);
+  ASSERT_NE(w, nullptr);
+  const int64_t T = static_cast<int64_t>(g.input_ids.size());
+  kv::KvCacheShape shape{w->config.num_key_value_heads, w->config.head_dim, 16, {64, 64}};
+  kv::KvCache f32_cache(shape, w->config.layer_types, 0, w->config.num_hidden_layers);
+  shape.dtype = DType::kBF16;
+  kv::KvCache bf16_cache(shape, w->config.layer_types, 0, w->config.num_hidden_layers);
+  EXPECT_EQ(2 * bf16_cache.total_bytes(), f32_cache.total_bytes());
+  SeqInput s{g.input_ids, 0, ShuffledTable(static_cast<int>((T + 15) / 16), 64, 7)};
+  const std::vector<float> want = RunForward(*w->model, f32_cache, {s});
+  const std::vector<float> got = RunForward(*w->model, bf16_cache, {s});
+  ASSERT_EQ(got.size(), g.logits.size());
+  double sum = 0, sum2 = 0;
+  for (float x : g.logits) sum += x, sum2 += static_cast<double>(x) * x;
+  const double mean = sum / g.logits.size();
+  const double sd = std::sqrt(sum2 / g.logits.size() - mean * mean);
+  const float diff = MaxAbsDiff(got, g.logits);
+  std::printf("[%s] bf16 KV: max |logit - HF| = %.3g (%.4f x std)\n", name.c_str(), diff,
+              diff / sd);
+  EXPECT_LE(diff, 0.1 * sd);
+  EXPECT_GT(MaxAbsDiff(got, want), 0.0f);
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, GoldenTest, ::testing::ValuesIn(GoldenModels()),
                          [](const auto& info) { return info.param; });
 

@@ -7,8 +7,10 @@
 namespace olmo::testing {
 namespace {
 
-absl::StatusOr<std::unique_ptr<step::LocalWorker>> Load(int64_t free_bytes, double fraction) {
+absl::StatusOr<std::unique_ptr<step::LocalWorker>> Load(int64_t free_bytes, double fraction,
+                                                         DType kv_dtype = DType::kF32) {
   step::LocalWorkerOptions o;
+  o.kv_dtype = kv_dtype;
   o.block_size = 16;
   o.kv_memory_fraction = fraction;
   o.max_tokens_per_step = 64;
@@ -35,6 +37,17 @@ TEST(MemoryPlanWorker, KvBlocksFollowFreeMemoryAndFraction) {
   auto half = Load(1ll << 30, 0.6);  // a smaller fraction: fewer blocks
   ASSERT_TRUE(half.ok());
   EXPECT_LT((*half)->runner->info().num_blocks[kKvGroupFull], want);
+}
+
+// A bf16 cache holds twice the blocks in the same memory.
+TEST(MemoryPlanWorker, Bf16KvCacheHoldsTwiceTheBlocks) {
+  auto f32 = Load(1ll << 30, 0.9);
+  auto bf16 = Load(1ll << 30, 0.9, DType::kBF16);
+  ASSERT_TRUE(f32.ok() && bf16.ok());
+  const int64_t a = (*f32)->runner->info().num_blocks[kKvGroupFull];
+  const int64_t b = (*bf16)->runner->info().num_blocks[kKvGroupFull];
+  EXPECT_GE(b, 2 * a);
+  EXPECT_LE(b, 2 * a + 1);
 }
 
 TEST(MemoryPlanWorker, TooLittleMemoryIsResourceExhausted) {

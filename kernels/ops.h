@@ -273,6 +273,18 @@ class Ops {
   virtual void Synchronize() {}
   // Free backend memory in bytes (cudaMemGetInfo on CUDA); 0 when unknown (host memory).
   virtual int64_t free_memory_bytes() { return 0; }
+
+  // Graphs (CUDA graphs, for decode steps). Between BeginCapture and EndCapture the ops and the
+  // backend-to-backend Copy/Copy2D/Zero calls are recorded, not run; nothing else may be called
+  // (no host copies, no Synchronize, no allocation). EndCapture returns a handle, or -1 when the
+  // capture failed (the recorded work is dropped; run it uncaptured). LaunchGraph runs a recorded
+  // graph again: the same ops on the same pointers, reading their current contents. DropGraphs
+  // frees every graph (after a buffer they use was reallocated). The CPU backend has none.
+  virtual bool supports_graphs() const { return false; }
+  virtual void BeginCapture() {}
+  virtual int64_t EndCapture() { return -1; }
+  virtual void LaunchGraph(int64_t handle) { (void)handle; }
+  virtual void DropGraphs() {}
 };
 
 // A typed buffer in an Ops backend's memory (host on CPU, device on CUDA). Resize keeps no

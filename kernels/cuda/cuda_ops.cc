@@ -29,6 +29,7 @@ void CheckLaunch(const char* op) { LogIfError(OLMO_CUDA_STATUS(cudaGetLastError(
 class CudaOps final : public Ops {
  public:
   ~CudaOps() override {
+    DropGraphs();
     for (auto& [table, copy] : rope_tables_) cudaFree(copy.device);
     cudaFree(partials_);
     cudaFree(sample_workspace_);
@@ -193,6 +194,42 @@ class CudaOps final : public Ops {
                  "Zero");
     }
   }
+  bool supports_graphs() const override { return true; }
+  void BeginCapture() override {
+    LogIfError(OLMO_CUDA_STATUS(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal)),
+               "BeginCapture");
+  }
+  int64_t EndCapture() override {
+    cudaGraph_t graph = nullptr;
+    const cudaError_t end = cudaStreamEndCapture(stream_, &graph);
+    if (end != cudaSuccess || graph == nullptr) {
+      cudaGetLastError();  // an invalidated capture is reported here; the caller runs uncaptured
+      spdlog::warn("CUDA graph capture failed: {}", cudaGetErrorString(end));
+      if (graph != nullptr) cudaGraphDestroy(graph);
+      return -1;
+    }
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t inst = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (inst != cudaSuccess) {
+      cudaGetLastError();
+      spdlog::warn("CUDA graph instantiation failed: {}", cudaGetErrorString(inst));
+      return -1;
+    }
+    graphs_.push_back(exec);
+    return static_cast<int64_t>(graphs_.size()) - 1;
+  }
+  void LaunchGraph(int64_t handle) override {
+    if (handle < 0 || handle >= static_cast<int64_t>(graphs_.size())) {
+      spdlog::critical("LaunchGraph: no graph {}", handle);
+      return;
+    }
+    LogIfError(OLMO_CUDA_STATUS(cudaGraphLaunch(graphs_[handle], stream_)), "LaunchGraph");
+  }
+  void DropGraphs() override {
+    for (cudaGraphExec_t g : graphs_) cudaGraphExecDestroy(g);
+    graphs_.clear();
+  }
   void Synchronize() override {
     LogIfError(OLMO_CUDA_STATUS(cudaStreamSynchronize(stream_)), "Synchronize");
   }
@@ -240,6 +277,7 @@ class CudaOps final : public Ops {
   int64_t sample_bytes_ = 0;
   std::mutex mu_;
   std::map<const RopeTable*, RopeCopy> rope_tables_;
+  std::vector<cudaGraphExec_t> graphs_;  // LaunchGraph handles
 };
 
 }  // namespace

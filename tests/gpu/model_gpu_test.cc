@@ -14,9 +14,11 @@ namespace olmo::testing {
 namespace {
 
 std::unique_ptr<step::LocalWorker> LoadCudaWorker(const std::string& dir,
-                                                  bool device_sampling = false) {
+                                                  bool device_sampling = false,
+                                                  bool graphs = false) {
   step::LocalWorkerOptions o;
   o.device_sampling = device_sampling;
+  o.model.graphs = graphs;
   o.block_size = 16;
   o.num_blocks = 64;
   o.make_ops = [] { return kernels::MakeCudaOps({}); };
@@ -81,13 +83,13 @@ TEST_P(ModelGpuTest, PrefillLogitsAndGreedyMatchHf) {
 // Sampling on the GPU (the Sample op on logits left on the device) against the host sampler on
 // the same GPU logits, through the engine, with every filter: the same tokens, logprobs within
 // 1e-5, the same top-logprob ids. (A draw within ~1e-7 of a CDF boundary could differ; none is
-// expected in 4 x 24 tokens.)
+// expected in 4 x 24 tokens.) Then the same with decode steps as CUDA graphs: bitwise equal.
 TEST_P(ModelGpuTest, DeviceSamplingMatchesHostSampling) {
   if (!kernels::CudaDeviceAvailable()) GTEST_SKIP() << "no CUDA device";
   const std::string name = GetParam();
   Golden g = LoadGolden(name);
-  auto run = [&](bool device_sampling) {
-    auto w = LoadCudaWorker(ModelsDir() + "/" + name, device_sampling);
+  auto run = [&](bool device_sampling, bool graphs = false) {
+    auto w = LoadCudaWorker(ModelsDir() + "/" + name, device_sampling, graphs);
     EXPECT_NE(w, nullptr);
     std::map<int64_t, std::vector<engine::SeqUpdate>> out;
     if (w == nullptr) return out;
@@ -116,9 +118,23 @@ TEST_P(ModelGpuTest, DeviceSamplingMatchesHostSampling) {
       if (!u.ok()) break;
       for (auto& x : *u) out[x.seq_id].push_back(x);
     }
+    if (graphs) {
+      EXPECT_GT(w->model->graph_launches(), 0);
+      std::printf("[%s] %lld decode steps ran as CUDA graphs\n", name.c_str(),
+                  static_cast<long long>(w->model->graph_launches()));
+    }
     return out;
   };
   auto host = run(false), device = run(true);
+  // CUDA graphs replay the same kernels on the same data: bitwise the same steps.
+  auto graphed = run(true, true);
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(graphed[i].size(), device[i].size());
+    for (size_t t = 0; t < device[i].size(); ++t) {
+      EXPECT_EQ(graphed[i][t].token_id, device[i][t].token_id) << "graphs: seq " << i << " " << t;
+      EXPECT_EQ(graphed[i][t].logprob, device[i][t].logprob) << "graphs: seq " << i << " " << t;
+    }
+  }
   for (int i = 0; i < 4; ++i) {
     ASSERT_EQ(host[i].size(), 24u);
     ASSERT_EQ(device[i].size(), 24u);

@@ -148,6 +148,7 @@ Engine:
                            (faster prefill, not batch-invariant)
 Parallel (launch tp x pp ranks with mpirun; rank 0 prints, see deploy/local/mpirun.sh):
   --tp N                   tensor-parallel ranks per pipeline stage (default 1)
+  --cuda-graphs            run decode steps as CUDA graphs (--device cuda; tp 1 or NCCL)
   --sampling host|device   where tokens are drawn: host (logits copied back; default) or device
                            (the Sample op on the GPU, --device cuda only)
   --collectives MODE       TP collectives: auto (NCCL when every TP rank has its own GPU, else
@@ -189,6 +190,10 @@ absl::StatusOr<GenerateArgs> ParseGenerateArgs(int argc, char** argv) {
     }
     if (flag == "--ignore-eos") {
       defaults.ignore_eos = true;
+      continue;
+    }
+    if (flag == "--cuda-graphs") {
+      args.cuda_graphs = true;
       continue;
     }
     if (flag == "--report-ranks") {

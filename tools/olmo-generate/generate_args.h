@@ -28,6 +28,7 @@ struct GenerateArgs {
   bool blas_matmul = false;
   bool device_sampling = false;  // --sampling device
   DType kv_dtype = DType::kF32;   // --kv-dtype
+  bool cuda_graphs = false;       // --cuda-graphs
   std::string device = "cpu";  // cpu | cuda
   std::string collectives = "auto";  // auto | nccl | host (tools/common/device_ops.h)
   int tp = 1;  // tensor-parallel ranks per stage (under mpirun)

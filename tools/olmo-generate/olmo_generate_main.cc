@@ -75,6 +75,7 @@ olmo::step::LocalWorkerOptions WorkerOptions(const olmo::tools::GenerateArgs& ar
       args.blas_matmul ? olmo::kernels::MatmulPath::kBlas : olmo::kernels::MatmulPath::kPacked;
   o.device_sampling = args.device_sampling;
   o.kv_dtype = args.kv_dtype;
+  o.model.graphs = args.cuda_graphs;
   auto factory = olmo::tools::MakeOpsFactory(args.device, olmo::tools::LocalRank());
   if (factory.ok()) {
     o.make_ops = *factory;

@@ -49,6 +49,7 @@ struct Args {
   std::string collectives = "auto";
   std::string sampling = "host";
   std::string kv_dtype = "f32";
+  bool cuda_graphs = false;
   bool help = false;
 };
 
@@ -241,6 +242,8 @@ int main(int argc, char** argv) {
   flags.Add("secret-file", &a.secret_file, "shared secret (else $OLMO_SECRET)");
   flags.Add("group-name", &a.group_name, "a name for logs and stats");
   flags.Add("kv-cache-mib", &a.kv_cache_mib, "KV cache MiB per rank (0: the coordinator's plan)");
+  flags.Add("cuda-graphs", &a.cuda_graphs,
+            "run decode steps as CUDA graphs (--device cuda; tp 1 or NCCL collectives)");
   flags.Add("kv-dtype", &a.kv_dtype,
             "KV cache element type: f32, or bf16 (twice the tokens in the same memory)");
   flags.Add("threads", &a.threads, "compute threads per rank (0: cores / local ranks)");
@@ -396,6 +399,7 @@ int main(int argc, char** argv) {
   auto kv_dtype = olmo::tools::ParseKvDtype(a.kv_dtype);
   if (!kv_dtype.ok()) return rank == 0 ? Fail(std::string(kv_dtype.status().message())) : 1;
   o.kv_dtype = *kv_dtype;
+  o.model.graphs = a.cuda_graphs;
   const auto stages = olmo::ParallelConfig::SplitStages(*config, static_cast<int>(a.pp));
   o.model.layer_begin = stages[pc->pp_rank()].layer_begin;
   o.model.layer_end = stages[pc->pp_rank()].layer_end;

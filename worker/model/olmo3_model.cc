@@ -108,6 +108,7 @@ absl::StatusOr<std::unique_ptr<Olmo3Model>> Olmo3Model::Load(
   // Replicas of a kv slice are consecutive tp ranks; the first of them contributes the k-norm
   // statistics, the others add zeros, so each distinct slice counts once (exactly).
   m->kv_stats_owner_ = options.tp_rank % hs.kv_replication == 0;
+  m->use_graphs_ = options.graphs && ops->supports_graphs();
   m->BindBuffers();
   m->rope_full_ = kernels::MakeRopeTable(config.rope_full, config.head_dim);
   m->rope_sliding_ = kernels::MakeRopeTable(
@@ -320,14 +321,25 @@ absl::Status Olmo3Model::ForwardStage(const ForwardBatch& b, kv::KvCache* cache,
     out->clear();
     return absl::OkStatus();
   }
-  OLMO_RETURN_IF_ERROR(RunLayers(b, cache, hidden_in));
+  OLMO_RETURN_IF_ERROR(Prepare(b, hidden_in));
+  const bool graphed = Graphable(b);
+  if (graphed) {
+    OLMO_RETURN_IF_ERROR(RunGraphed(b, cache));
+  } else {
+    OLMO_RETURN_IF_ERROR(RunLayers(b, cache));
+  }
   if (!is_last_stage()) {
     out->resize(static_cast<size_t>(T * d));
     ops_->Copy(out->data(), x_.data(), T * d * static_cast<int64_t>(sizeof(float)));
     ops_->Synchronize();
     return absl::OkStatus();
   }
-  return Logits(b, out);
+  if (!graphed) return Logits(b, out);
+  const int64_t n = static_cast<int64_t>(b.logit_rows.size()) * config_.vocab_size;
+  out->resize(static_cast<size_t>(n));
+  ops_->Copy(out->data(), logits_dev_.data(), n * static_cast<int64_t>(sizeof(float)));
+  ops_->Synchronize();
+  return absl::OkStatus();
 }
 
 absl::StatusOr<const float*> Olmo3Model::ForwardStageToBackend(const ForwardBatch& b,
@@ -340,13 +352,17 @@ absl::StatusOr<const float*> Olmo3Model::ForwardStageToBackend(const ForwardBatc
   if (b.num_tokens() == 0 || b.logit_rows.empty()) {
     return absl::InvalidArgumentError("a step with logits needs tokens and logit rows");
   }
-  OLMO_RETURN_IF_ERROR(RunLayers(b, cache, hidden_in));
-  OLMO_RETURN_IF_ERROR(Logits(b, nullptr));
+  OLMO_RETURN_IF_ERROR(Prepare(b, hidden_in));
+  if (Graphable(b)) {
+    OLMO_RETURN_IF_ERROR(RunGraphed(b, cache));
+  } else {
+    OLMO_RETURN_IF_ERROR(RunLayers(b, cache));
+    OLMO_RETURN_IF_ERROR(Logits(b, nullptr));
+  }
   return logits_dev_.data();
 }
 
-absl::Status Olmo3Model::RunLayers(const ForwardBatch& b, kv::KvCache* cache,
-                                   const float* hidden_in) {
+absl::Status Olmo3Model::Prepare(const ForwardBatch& b, const float* hidden_in) {
   const ModelConfig& c = config_;
   const int64_t T = b.num_tokens();
   const int64_t d = c.hidden_size;
@@ -359,16 +375,98 @@ absl::Status Olmo3Model::RunLayers(const ForwardBatch& b, kv::KvCache* cache,
             absl::StrFormat("token id %d is outside the vocabulary [0, %d)", id, c.vocab_size));
       }
     }
-    // Vocab-parallel embedding: masked lookup of this rank's rows, then a sum over the group.
-    ops_->Embedding({inputs_.ids, T, embedding_, vocab_begin_, x_.data()});
-    OLMO_RETURN_IF_ERROR(AllReduce(x_.data(), T * d));
   } else {
     if (hidden_in == nullptr) return absl::InvalidArgumentError("stage needs input hidden states");
     ops_->Copy(x_.data(), hidden_in, T * d * static_cast<int64_t>(sizeof(float)));
   }
+  return absl::OkStatus();
+}
+
+absl::Status Olmo3Model::RunLayers(const ForwardBatch& b, kv::KvCache* cache) {
+  const int64_t T = b.num_tokens();
+  const int64_t d = config_.hidden_size;
+  if (is_first_stage()) {
+    // Vocab-parallel embedding: masked lookup of this rank's rows, then a sum over the group.
+    ops_->Embedding({inputs_.ids, T, embedding_, vocab_begin_, x_.data()});
+    OLMO_RETURN_IF_ERROR(AllReduce(x_.data(), T * d));
+  }
   for (int64_t l = layer_begin_; l < layer_end_; ++l) {
     OLMO_RETURN_IF_ERROR(RunLayer(l, layers_[l - layer_begin_], b, cache));
   }
+  return absl::OkStatus();
+}
+
+// A decode step (one token per sequence, every token's logits wanted) on a backend with graphs,
+// whose collectives are stream-ordered (none, or a device Comm).
+bool Olmo3Model::Graphable(const ForwardBatch& b) const {
+  if (!use_graphs_ || !ops_->supports_graphs()) return false;
+  if (tp_ > 1 && tpc_->memory_space() != comm::MemorySpace::kDevice) return false;
+  const int64_t T = b.num_tokens();
+  if (static_cast<int64_t>(b.logit_rows.size()) != T) return false;
+  for (int64_t t = 0; t < T; ++t) {
+    if (b.token_seq[t] != t || b.logit_rows[t] != t) return false;
+  }
+  return true;
+}
+
+std::vector<const void*> Olmo3Model::BufferAddresses() const {
+  std::vector<const void*> a;
+  for (const auto* buf : {&x_, &qkv_, &attn_, &proj_, &gate_up_, &act_, &sum_sq_, &final_x_,
+                          &padded_dev_, &gathered_dev_, &logits_dev_}) {
+    a.push_back(buf->data());
+  }
+  a.push_back(ids_dev_.data());
+  a.push_back(positions_dev_.data());
+  a.push_back(token_seq_dev_.data());
+  for (int g = 0; g < kNumKvGroups; ++g) {
+    a.push_back(tables_dev_[g].data());
+    a.push_back(slots_dev_[g].data());
+  }
+  return a;
+}
+
+// The layers (and the last stage's logits into logits_dev_) of a Graphable step, after Prepare:
+// the first step of a shape runs plainly (it sizes every workspace), the second is captured and
+// launched, later ones launch. A reallocated workspace drops every graph; a failed capture turns
+// graphs off for this model.
+absl::Status Olmo3Model::RunGraphed(const ForwardBatch& b, kv::KvCache* cache) {
+  auto body = [&]() -> absl::Status {
+    OLMO_RETURN_IF_ERROR(RunLayers(b, cache));
+    return is_last_stage() ? Logits(b, nullptr) : absl::OkStatus();
+  };
+  const std::array<int64_t, 3> key = {b.num_tokens(), b.max_blocks[0], b.max_blocks[1]};
+  auto it = graphs_.find(key);
+  if (it != graphs_.end() && it->second.addresses != BufferAddresses()) {
+    ops_->DropGraphs();
+    graphs_.clear();
+    it = graphs_.end();
+  }
+  if (it == graphs_.end() || graphs_.size() > kMaxGraphs) {
+    OLMO_RETURN_IF_ERROR(body());
+    if (graphs_.size() > kMaxGraphs) {  // many shapes: start over rather than grow without bound
+      ops_->DropGraphs();
+      graphs_.clear();
+    }
+    graphs_[key] = {-1, BufferAddresses()};
+    return absl::OkStatus();
+  }
+  GraphEntry& e = it->second;
+  if (e.handle < 0) {
+    ops_->BeginCapture();
+    const absl::Status st = body();
+    const int64_t handle = ops_->EndCapture();
+    if (handle < 0 || !st.ok() || BufferAddresses() != e.addresses) {
+      spdlog::warn("decode-step graph capture failed ({}); running without graphs",
+                   st.ok() ? "see the backend's log" : st.ToString());
+      use_graphs_ = false;
+      ops_->DropGraphs();
+      graphs_.clear();
+      return body();
+    }
+    e.handle = handle;
+  }
+  ops_->LaunchGraph(e.handle);
+  ++graph_launches_;
   return absl::OkStatus();
 }
 

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -32,6 +33,10 @@ struct ModelOptions {
   // backend stages its collectives through host memory (works anywhere, e.g. two ranks on one
   // GPU). A device Comm (NCCL on the backend's stream) takes the device buffers directly.
   comm::Comm* collectives = nullptr;
+  // Device backends with graphs (CUDA): decode steps run as captured graphs (one per step
+  // shape), saving the launch overhead of ~15 kernels per layer. Needs stream-ordered
+  // collectives (tp 1 or a device Comm); ignored elsewhere.
+  bool graphs = false;
 };
 
 // One step's tokens, flattened. Row s of block_tables[g] is sequence s's table in KV group g.
@@ -76,6 +81,8 @@ class Olmo3Model {
                             std::vector<float>* out);
   // The last stage on a device backend, with the logits left in backend memory (for sampling on
   // the device): returns f32 [logit_rows.size(), vocab], valid until the next forward.
+  // Decode steps run as graph launches so far (ModelOptions::graphs).
+  int64_t graph_launches() const { return graph_launches_; }
   absl::StatusOr<const float*> ForwardStageToBackend(const ForwardBatch& batch, kv::KvCache* cache,
                                                      const float* hidden_in);
 
@@ -125,8 +132,22 @@ class Olmo3Model {
   };
   StepInputs inputs_{};
   absl::Status StageInputs(const ForwardBatch& batch);
-  // Embedding (first stage) or hidden_in, then this stage's layers: leaves x_ [T, hidden].
-  absl::Status RunLayers(const ForwardBatch& batch, kv::KvCache* cache, const float* hidden_in);
+  // Host-side work before the layers: workspaces sized, inputs staged, ids checked, hidden_in
+  // copied into x_ (later stages).
+  absl::Status Prepare(const ForwardBatch& batch, const float* hidden_in);
+  // Embedding (first stage), then this stage's layers: leaves x_ [T, hidden]. Only backend work.
+  absl::Status RunLayers(const ForwardBatch& batch, kv::KvCache* cache);
+  bool Graphable(const ForwardBatch& batch) const;
+  absl::Status RunGraphed(const ForwardBatch& batch, kv::KvCache* cache);
+  std::vector<const void*> BufferAddresses() const;
+  struct GraphEntry {
+    int64_t handle = -1;  // -1: seen once (warm-up), not captured yet
+    std::vector<const void*> addresses;
+  };
+  static constexpr size_t kMaxGraphs = 256;
+  bool use_graphs_ = false;
+  std::map<std::array<int64_t, 3>, GraphEntry> graphs_;  // (tokens, max_blocks full, sliding)
+  int64_t graph_launches_ = 0;
   absl::Status Logits(const ForwardBatch& batch, std::vector<float>* host);
   void BindBuffers();
   // Tensor parallelism.

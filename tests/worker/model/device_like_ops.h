@@ -6,7 +6,10 @@
 #pragma once
 
 #include <cstring>
+#include <functional>
+#include <map>
 #include <memory>
+#include <vector>
 
 #include "kernels/ops.h"
 
@@ -20,30 +23,123 @@ class DeviceLikeCpuOps final : public kernels::Ops {
       std::span<const kernels::WeightView> parts) override {
     return cpu_->PackWeight(parts);
   }
-  void Matmul(const kernels::MatmulParams& p) override { cpu_->Matmul(p); }
-  void Embedding(const kernels::EmbeddingParams& p) override { cpu_->Embedding(p); }
-  void RmsNorm(const kernels::RmsNormParams& p) override { cpu_->RmsNorm(p); }
-  void SumSquares(const kernels::SumSquaresParams& p) override { cpu_->SumSquares(p); }
-  void RmsScale(const kernels::RmsScaleParams& p) override { cpu_->RmsScale(p); }
-  void Rope(const kernels::RopeParams& p) override { cpu_->Rope(p); }
-  void KvWrite(const kernels::KvWriteParams& p) override { cpu_->KvWrite(p); }
-  void Attention(const kernels::AttentionParams& p) override { cpu_->Attention(p); }
-  void SwiGlu(const kernels::SwiGluParams& p) override { cpu_->SwiGlu(p); }
-  void LogSoftmax(const kernels::LogSoftmaxParams& p) override { cpu_->LogSoftmax(p); }
-  void Sample(const kernels::SampleParams& p) override { cpu_->Sample(p); }
+  // Each op runs now, or is recorded while a graph is being captured (params by value, so a
+  // replay uses the pointers of capture time, as a CUDA graph does).
+  void Matmul(const kernels::MatmulParams& p) override {
+    Run([=, this] { cpu_->Matmul(p); });
+  }
+  void Embedding(const kernels::EmbeddingParams& p) override {
+    Run([=, this] { cpu_->Embedding(p); });
+  }
+  void RmsNorm(const kernels::RmsNormParams& p) override {
+    Run([=, this] { cpu_->RmsNorm(p); });
+  }
+  void SumSquares(const kernels::SumSquaresParams& p) override {
+    Run([=, this] { cpu_->SumSquares(p); });
+  }
+  void RmsScale(const kernels::RmsScaleParams& p) override {
+    Run([=, this] { cpu_->RmsScale(p); });
+  }
+  void Rope(const kernels::RopeParams& p) override {
+    Run([=, this] { cpu_->Rope(p); });
+  }
+  void KvWrite(const kernels::KvWriteParams& p) override {
+    Run([=, this] { cpu_->KvWrite(p); });
+  }
+  void Attention(const kernels::AttentionParams& p) override {
+    Run([=, this] { cpu_->Attention(p); });
+  }
+  void SwiGlu(const kernels::SwiGluParams& p) override {
+    Run([=, this] { cpu_->SwiGlu(p); });
+  }
+  void LogSoftmax(const kernels::LogSoftmaxParams& p) override {
+    Run([=, this] { cpu_->LogSoftmax(p); });
+  }
+  void Sample(const kernels::SampleParams& p) override {
+    Run([=, this] { cpu_->Sample(p); });
+  }
+
+  // Copies inside a capture must stay in backend memory (a host copy is not capturable on CUDA).
+  void Copy(void* dst, const void* src, int64_t bytes) override {
+    CheckCapturable(dst, bytes);
+    CheckCapturable(src, bytes);
+    Run([=] { std::memcpy(dst, src, static_cast<size_t>(bytes)); });
+  }
+  void Copy2D(void* dst, int64_t dst_pitch, const void* src, int64_t src_pitch, int64_t width,
+              int64_t rows) override {
+    CheckCapturable(dst, rows > 0 ? (rows - 1) * dst_pitch + width : 0);
+    CheckCapturable(src, rows > 0 ? (rows - 1) * src_pitch + width : 0);
+    Run([=, this] { kernels::Ops::Copy2D(dst, dst_pitch, src, src_pitch, width, rows); });
+  }
+  void Zero(void* p, int64_t bytes) override {
+    CheckCapturable(p, bytes);
+    Run([=] { std::memset(p, 0, static_cast<size_t>(bytes)); });
+  }
+  void Synchronize() override { capture_failed_ |= capturing_; }
+
+  bool supports_graphs() const override { return graphs_enabled; }
+  bool graphs_enabled = false;
+  int64_t graph_launches = 0;
+  void BeginCapture() override {
+    capturing_ = true;
+    capture_failed_ = false;
+    recording_.clear();
+  }
+  int64_t EndCapture() override {
+    capturing_ = false;
+    if (capture_failed_) return -1;
+    graphs_.push_back(std::move(recording_));
+    recording_.clear();
+    return static_cast<int64_t>(graphs_.size()) - 1;
+  }
+  void LaunchGraph(int64_t handle) override {
+    ++graph_launches;
+    for (auto& f : graphs_.at(static_cast<size_t>(handle))) f();
+  }
+  void DropGraphs() override { graphs_.clear(); }
 
   bool on_device() const override { return true; }
   // What a device would report as free: set by tests of the KV memory plan (0 = unknown).
   int64_t free_memory_bytes() override { return free_bytes; }
   int64_t free_bytes = 0;
   void* Alloc(int64_t bytes) override {
+    capture_failed_ |= capturing_;  // no allocation inside a capture
     void* p = kernels::Ops::Alloc(bytes);
-    if (p != nullptr) std::memset(p, 0xff, static_cast<size_t>(bytes));  // NaN floats
+    if (p != nullptr) {
+      std::memset(p, 0xff, static_cast<size_t>(bytes));  // NaN floats
+      allocations_[static_cast<char*>(p)] = bytes;
+    }
     return p;
+  }
+  void Free(void* p) override {
+    capture_failed_ |= capturing_;
+    allocations_.erase(static_cast<char*>(p));
+    kernels::Ops::Free(p);
   }
 
  private:
+  void Run(std::function<void()> f) {
+    if (capturing_) {
+      recording_.push_back(std::move(f));
+    } else {
+      f();
+    }
+  }
+  // Inside a capture, [p, p + bytes) must lie in one backend allocation.
+  void CheckCapturable(const void* p, int64_t bytes) {
+    if (!capturing_) return;
+    const char* c = static_cast<const char*>(p);
+    auto it = allocations_.upper_bound(const_cast<char*>(c));
+    if (it == allocations_.begin() || c + bytes > std::prev(it)->first + std::prev(it)->second) {
+      capture_failed_ = true;
+    }
+  }
+
   std::unique_ptr<kernels::Ops> cpu_;
+  bool capturing_ = false, capture_failed_ = false;
+  std::vector<std::function<void()>> recording_;
+  std::vector<std::vector<std::function<void()>>> graphs_;
+  std::map<char*, int64_t> allocations_;
 };
 
 }  // namespace olmo::testing

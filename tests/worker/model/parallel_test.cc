@@ -91,8 +91,11 @@ struct PipelineGroup {
 // a host Comm (collectives staged through host memory, as a GPU group over MPI runs); or
 // DeviceLikeCpuOps with a device-like Comm built by LocalWorkerOptions::make_collectives (the
 // NCCL path: collectives on backend buffers).
-// kDeviceSampling: device collectives and the Sample op on the backend's logits.
-enum class Backend { kHost, kDeviceStaged, kDeviceCollectives, kDeviceSampling };
+// kDeviceSampling: device collectives and the Sample op on the backend's logits. kDeviceGraphs:
+// that, with decode steps captured and replayed as graphs (DeviceLikeCpuOps records the ops of a
+// capture and replays them on the captured pointers, as CUDA graphs do; tp 1 only: the thread
+// collectives run at capture time, not at replay).
+enum class Backend { kHost, kDeviceStaged, kDeviceCollectives, kDeviceSampling, kDeviceGraphs };
 
 PipelineGroup LoadPipeline(const std::string& name, int tp, int pp, int64_t block_size,
                            int64_t num_blocks, Backend backend = Backend::kHost) {
@@ -116,13 +119,18 @@ PipelineGroup LoadPipeline(const std::string& name, int tp, int pp, int64_t bloc
       o.model.collectives = g.comms.back().get();
       o.model.layer_begin = stages[s].layer_begin;
       o.model.layer_end = stages[s].layer_end;
+      const bool graphs = backend == Backend::kDeviceGraphs;
       if (backend != Backend::kHost) {
-        o.make_ops = []() -> absl::StatusOr<std::unique_ptr<kernels::Ops>> {
-          return std::unique_ptr<kernels::Ops>(std::make_unique<DeviceLikeCpuOps>());
+        o.make_ops = [graphs]() -> absl::StatusOr<std::unique_ptr<kernels::Ops>> {
+          auto ops = std::make_unique<DeviceLikeCpuOps>();
+          ops->graphs_enabled = graphs;
+          return std::unique_ptr<kernels::Ops>(std::move(ops));
         };
       }
-      o.device_sampling = backend == Backend::kDeviceSampling;
-      if (backend == Backend::kDeviceCollectives || backend == Backend::kDeviceSampling) {
+      o.model.graphs = graphs;
+      o.device_sampling = backend == Backend::kDeviceSampling || graphs;
+      if (backend == Backend::kDeviceCollectives || backend == Backend::kDeviceSampling ||
+          graphs) {
         ThreadGroup* group = g.groups[s].get();
         o.make_collectives =
             [group, r](kernels::Ops* ops) -> absl::StatusOr<std::unique_ptr<comm::Comm>> {
@@ -365,8 +373,9 @@ TEST_P(PpTest, DevicePathMatchesHostPathBitwise) {
     PipelineGroup host = LoadPipeline(name, tp, pp, 8, 128);
     PipelineExecutor hx(&host);
     Outputs want = RunPrompts(&hx, gold, 6, every_filter);
-    for (Backend backend :
-         {Backend::kDeviceStaged, Backend::kDeviceCollectives, Backend::kDeviceSampling}) {
+    for (Backend backend : {Backend::kDeviceStaged, Backend::kDeviceCollectives,
+                            Backend::kDeviceSampling, Backend::kDeviceGraphs}) {
+      if (backend == Backend::kDeviceGraphs && tp > 1) continue;
       SCOPED_TRACE(::testing::Message() << "backend " << static_cast<int>(backend)
                                       << (every_filter ? " every filter" : ""));
       PipelineGroup dev = LoadPipeline(name, tp, pp, 8, 128, backend);
@@ -377,6 +386,12 @@ TEST_P(PpTest, DevicePathMatchesHostPathBitwise) {
       }
       PipelineExecutor dx(&dev);
       Outputs got = RunPrompts(&dx, gold, 6, every_filter);
+      if (backend == Backend::kDeviceGraphs) {
+        for (const auto& w : dev.workers) {
+          EXPECT_GT(w->model->graph_launches(), 0) << "no decode step ran as a graph";
+          EXPECT_GT(static_cast<DeviceLikeCpuOps*>(w->ops.get())->graph_launches, 0);
+        }
+      }
       for (int i = 0; i < 4; ++i) {
         ASSERT_EQ(got[i].size(), want[i].size());
         for (size_t t = 0; t < want[i].size(); ++t) {

@@ -29,17 +29,8 @@ struct Case {
 
 // Every case runs on both CUDA kernels: kWarp (the default, attention_warp.cu) and kTiled
 // (attention.cu: shared K/V tiles, split-K).
-class AttentionGpuTest : public GpuOpsTest, public ::testing::WithParamInterface<CudaAttention> {
+class AttentionGpuTest : public AttentionKernelTest {
  protected:
-  void SetUp() override {
-    GpuOpsTest::SetUp();
-    if (!CudaDeviceAvailable()) return;
-    CudaOpsOptions o;
-    o.attention = GetParam();
-    auto ops = MakeCudaOps(o);
-    ASSERT_TRUE(ops.ok()) << ops.status();
-    gpu_ = std::move(*ops);
-  }
   // Runs one case on both backends and compares.
   void RunCase(const Case& c);
 };

@@ -110,4 +110,18 @@ class GpuOpsTest : public ::testing::Test {
   std::unique_ptr<Ops> gpu_, cpu_;
 };
 
+// GpuOpsTest whose gpu_ runs the attention kernel the test parameter names (kWarp, kTiled).
+class AttentionKernelTest : public GpuOpsTest, public ::testing::WithParamInterface<CudaAttention> {
+ protected:
+  void SetUp() override {
+    GpuOpsTest::SetUp();
+    if (!CudaDeviceAvailable()) return;
+    CudaOpsOptions o;
+    o.attention = GetParam();
+    auto ops = MakeCudaOps(o);
+    ASSERT_TRUE(ops.ok()) << ops.status();
+    gpu_ = std::move(*ops);
+  }
+};
+
 }  // namespace olmo::kernels::gpu_test

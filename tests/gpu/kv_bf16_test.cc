@@ -9,18 +9,7 @@
 namespace olmo::kernels::gpu_test {
 namespace {
 
-class KvBf16GpuTest : public GpuOpsTest, public ::testing::WithParamInterface<CudaAttention> {
- protected:
-  void SetUp() override {
-    GpuOpsTest::SetUp();
-    if (!CudaDeviceAvailable()) return;
-    CudaOpsOptions o;
-    o.attention = GetParam();
-    auto ops = MakeCudaOps(o);
-    ASSERT_TRUE(ops.ok()) << ops.status();
-    gpu_ = std::move(*ops);
-  }
-};
+using KvBf16GpuTest = AttentionKernelTest;
 
 TEST_P(KvBf16GpuTest, WriteIsBitExactAndAttentionMatchesCpu) {
   OLMO_SKIP_WITHOUT_GPU();

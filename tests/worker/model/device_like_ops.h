@@ -2,7 +2,10 @@
 // true). The model then takes its device path on the CPU — workspaces, weights and the KV cache
 // in backend memory, step inputs staged in, logits and hidden states copied out, collectives
 // staged through host memory — so CI checks that orchestration without a GPU. Fresh backend
-// memory is filled with NaN bytes: a buffer the model forgets to write or copy shows up.
+// memory is filled with NaN bytes: a buffer the model forgets to write or copy shows up. With
+// graphs_enabled it also emulates CUDA graphs: ops between BeginCapture and EndCapture are
+// recorded (params by value) and replayed by LaunchGraph; a capture that copies host memory,
+// allocates, frees or synchronizes fails, as it would on CUDA.
 #pragma once
 
 #include <cstring>

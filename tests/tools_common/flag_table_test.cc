@@ -36,6 +36,19 @@ TEST(FlagTable, FlagsForms) {
   EXPECT_DOUBLE_EQ(o.fraction, 0.5);
 }
 
+// --help after other flags still shows the defaults, not the values just parsed (it did).
+TEST(FlagTable, HelpShowsDefaultsNotParsedValues) {
+  Opts o;
+  FlagTable t = Table(o);
+  const char* argv[] = {"x", "--max-seqs", "8", "--no-prefix-cache", "--model", "/m"};
+  ASSERT_TRUE(t.Parse(6, const_cast<char**>(argv)).ok());
+  const std::string help = t.Help();
+  EXPECT_NE(help.find("sequences (default: 256)"), std::string::npos) << help;
+  EXPECT_NE(help.find("cache (default: true)"), std::string::npos) << help;
+  EXPECT_EQ(help.find("/m"), std::string::npos) << help;
+  EXPECT_NE(help.find("fraction (default: 0.9)"), std::string::npos) << help;
+}
+
 TEST(FlagTable, ErrorsNameTheFlag) {
   Opts o;
   FlagTable t = Table(o);

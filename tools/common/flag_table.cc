@@ -139,26 +139,31 @@ nlohmann::ordered_json FlagTable::ToJson() const {
 std::string FlagTable::Help() const {
   std::string out;
   for (const Flag& f : flags_) {
-    std::string def;
-    std::visit(
-        [&](auto* p) {
-          using T = std::decay_t<decltype(*p)>;
-          if constexpr (std::is_same_v<T, std::string>) {
-            def = p->empty() ? "" : *p;
-          } else if constexpr (std::is_same_v<T, bool>) {
-            def = *p ? "true" : "false";
-          } else if constexpr (std::is_same_v<T, double>) {
-            def = absl::StrFormat("%g", *p);
-          } else {
-            def = std::to_string(*p);
-          }
-        },
-        f.target);
+    const std::string& def = f.default_value;
     const bool is_bool = std::holds_alternative<bool*>(f.target);
     std::string left = "  --" + f.name + (is_bool ? "" : " VALUE");
     if (left.size() < 30) left.resize(30, ' ');
     out += left + " " + f.help + (def.empty() ? "" : " (default: " + def + ")") + "\n";
   }
+  return out;
+}
+
+std::string FlagTable::ValueString(const Target& target) {
+  std::string out;
+  std::visit(
+      [&](auto* p) {
+        using T = std::decay_t<decltype(*p)>;
+        if constexpr (std::is_same_v<T, std::string>) {
+          out = *p;
+        } else if constexpr (std::is_same_v<T, bool>) {
+          out = *p ? "true" : "false";
+        } else if constexpr (std::is_same_v<T, double>) {
+          out = absl::StrFormat("%g", *p);
+        } else {
+          out = std::to_string(*p);
+        }
+      },
+      target);
   return out;
 }
 

@@ -21,10 +21,12 @@ class FlagTable {
     std::string name;  // without dashes, e.g. "max-seqs"
     Target target;
     std::string help;
+    std::string default_value;  // the target's value when added, as Help prints it
   };
 
+  // Call before parsing: the target's current value is recorded as the flag's default.
   void Add(std::string name, Target target, std::string help) {
-    flags_.push_back({std::move(name), target, std::move(help)});
+    flags_.push_back({std::move(name), target, std::move(help), ValueString(target)});
   }
 
   // Parses argv[1..]; arguments that are not flags are returned in order (positionals).
@@ -38,6 +40,7 @@ class FlagTable {
   std::string Help() const;
 
  private:
+  static std::string ValueString(const Target& target);  // "" for an empty string
   absl::Status Set(const Flag& flag, const std::string& value, const std::string& where) const;
   const Flag* Find(const std::string& name) const;
   std::vector<Flag> flags_;

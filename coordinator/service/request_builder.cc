@@ -8,6 +8,10 @@
 namespace olmo::service {
 namespace {
 
+// Smallest positive temperature and repetition penalty: dividing logits of |x| < ~1e4 by them
+// stays finite in f32 with a wide margin.
+constexpr float kMinPositive = 1e-6f;
+
 absl::Status Invalid(const std::string& message) { return absl::InvalidArgumentError(message); }
 
 }  // namespace
@@ -89,6 +93,12 @@ absl::StatusOr<BuiltRequest> RequestBuilder::Finish(std::vector<int32_t> prompt_
     if (!(s.temperature() >= 0.0f) || !std::isfinite(s.temperature())) {
       return Invalid(absl::StrFormat("temperature: must be >= 0, got %g", s.temperature()));
     }
+    // logit / temperature must stay finite: an infinite processed logit makes every
+    // probability NaN (use 0 for greedy).
+    if (s.temperature() > 0.0f && s.temperature() < kMinPositive) {
+      return Invalid(absl::StrFormat("temperature: 0 (greedy) or at least %g, got %g",
+                                     kMinPositive, s.temperature()));
+    }
     p.temperature = s.temperature();
   }
   if (s.has_top_k()) {
@@ -108,9 +118,9 @@ absl::StatusOr<BuiltRequest> RequestBuilder::Finish(std::vector<int32_t> prompt_
     p.min_p = s.min_p();
   }
   if (s.has_repetition_penalty()) {
-    if (!(s.repetition_penalty() > 0.0f) || !std::isfinite(s.repetition_penalty())) {
-      return Invalid(
-          absl::StrFormat("repetition_penalty: must be > 0, got %g", s.repetition_penalty()));
+    if (!(s.repetition_penalty() >= kMinPositive) || !std::isfinite(s.repetition_penalty())) {
+      return Invalid(absl::StrFormat("repetition_penalty: must be at least %g, got %g",
+                                     kMinPositive, s.repetition_penalty()));
     }
     p.repetition_penalty = s.repetition_penalty();
   }

@@ -70,6 +70,10 @@ TEST_F(RequestBuilderTest, EveryBadFieldIsNamed) {
       {"min_tokens", [](auto* r) { r->mutable_sampling()->set_min_tokens(-1); }},
       {"temperature", [](auto* r) { r->mutable_sampling()->set_temperature(-1e-3f); }},
       {"temperature", [](auto* r) { r->mutable_sampling()->set_temperature(NAN); }},
+      // logit / 1e-40 overflows to inf: every probability would be NaN.
+      {"temperature", [](auto* r) { r->mutable_sampling()->set_temperature(1e-40f); }},
+      {"repetition_penalty",
+       [](auto* r) { r->mutable_sampling()->set_repetition_penalty(1e-40f); }},
       {"top_k", [](auto* r) { r->mutable_sampling()->set_top_k(-1); }},
       {"top_p", [](auto* r) { r->mutable_sampling()->set_top_p(1.01f); }},
       {"min_p", [](auto* r) { r->mutable_sampling()->set_min_p(-0.1f); }},

@@ -3,7 +3,9 @@
 //    in the timed call) for m = 1, 64, 512, 4096; at small m also the weight-read GB/s.
 //  - Decode attention over the paged f32 KV cache, batch 64 x context 4096, 32 q heads of 128
 //    (7B: MHA with 32 kv heads; also GQA 32/8 as in 32B), and batch 1 (the split-K path):
-//    effective GB/s = KV bytes the step must read / time.
+//    effective GB/s = KV bytes the step must read / time; f32 and bf16 KV (--kv-dtype bf16).
+//  - Sampling (the Sample op) over [rows, 100278] logits: greedy, top-k 50, top-p 0.9 (the
+//    full-row sort) at 1 and 64 rows.
 // Timed with cudaEvents on the ops' stream after a warm-up call.
 #include <cuda_runtime.h>
 
@@ -69,11 +71,14 @@ void BenchGemm(Ops& ops) {
   }
 }
 
-void BenchAttention(Ops& ops, int64_t batch, int64_t ctx, int64_t heads, int64_t kvh, int sms) {
+void BenchAttention(Ops& ops, int64_t batch, int64_t ctx, int64_t heads, int64_t kvh, int sms,
+                    olmo::DType kv_dtype = olmo::DType::kF32) {
   const int64_t D = 128, bs = 16;
   const int64_t max_blocks = ctx / bs, blocks = batch * max_blocks;
-  const size_t cache_bytes = static_cast<size_t>(blocks * 2 * kvh * bs * D) * 4;
-  float *cache = nullptr, *q = nullptr, *out = nullptr;
+  const size_t cache_bytes =
+      static_cast<size_t>(blocks * 2 * kvh * bs * D) * olmo::DTypeSize(kv_dtype);
+  void* cache = nullptr;
+  float *q = nullptr, *out = nullptr;
   int32_t *pos = nullptr, *seq = nullptr, *tables = nullptr;
   if (cudaMalloc(&cache, cache_bytes) != cudaSuccess) {
     std::printf("attention: no memory for %.2f GB of KV\n", cache_bytes / 1e9);
@@ -95,14 +100,15 @@ void BenchAttention(Ops& ops, int64_t batch, int64_t ctx, int64_t heads, int64_t
   cudaMemcpy(tables, htab.data(), blocks * 4, cudaMemcpyHostToDevice);
   olmo::kernels::AttentionParams p{q,          heads * D, out,    batch,
                                    heads,      pos,       seq,    tables,
-                                   max_blocks, 0,         0.088f, {cache, blocks, kvh, bs, D}};
+                                   max_blocks, 0,         0.088f, {cache, blocks, kvh, bs, D, kv_dtype}};
   const auto geo = olmo::kernels::cuda::PlanAttention(batch, heads, kvh, D, ctx, sms);
   const double ms = TimeMs([&] { ops.Attention(p); }, 20);
   std::printf(
-      "decode attention batch %3lld ctx %5lld heads %2lld/%2lld (f32 KV %.2f GB, "
+      "decode attention batch %3lld ctx %5lld heads %2lld/%2lld (%s KV %.2f GB, "
       "%lld splits): %.3f ms, %.0f GB/s effective\n",
       static_cast<long long>(batch), static_cast<long long>(ctx), static_cast<long long>(heads),
-      static_cast<long long>(kvh), cache_bytes / 1e9, static_cast<long long>(geo.num_splits), ms,
+      static_cast<long long>(kvh), kv_dtype == olmo::DType::kBF16 ? "bf16" : "f32",
+      cache_bytes / 1e9, static_cast<long long>(geo.num_splits), ms,
       cache_bytes / ms / 1e6);
   cudaFree(cache);
   cudaFree(q);
@@ -110,6 +116,56 @@ void BenchAttention(Ops& ops, int64_t batch, int64_t ctx, int64_t heads, int64_t
   cudaFree(pos);
   cudaFree(seq);
   cudaFree(tables);
+}
+
+void BenchSample(Ops& ops) {
+  const int64_t V = 100278;
+  for (int64_t rows : {1, 64}) {
+    std::vector<float> logits(static_cast<size_t>(rows * V));
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd(0.0f, 3.0f);
+    for (float& x : logits) x = nd(rng);
+    float *dlogits = nullptr, *dlp = nullptr;
+    int32_t* dids = nullptr;
+    olmo::kernels::SampleRowParams* drows = nullptr;
+    cudaMalloc(&dlogits, logits.size() * 4);
+    cudaMemcpy(dlogits, logits.data(), logits.size() * 4, cudaMemcpyHostToDevice);
+    cudaMalloc(&dlp, rows * 4);
+    cudaMalloc(&dids, rows * 4);
+    cudaMalloc(&drows, rows * sizeof(olmo::kernels::SampleRowParams));
+    struct Mode {
+      const char* name;
+      float temperature;
+      int32_t top_k;
+      float top_p;
+    };
+    for (const Mode& m : {Mode{"greedy", 0.0f, 0, 1.0f}, Mode{"top-k 50", 0.8f, 50, 1.0f},
+                          Mode{"top-p 0.9", 0.8f, 0, 0.9f}}) {
+      std::vector<olmo::kernels::SampleRowParams> rp(static_cast<size_t>(rows));
+      for (int64_t r = 0; r < rows; ++r) {
+        rp[r].temperature = m.temperature;
+        rp[r].top_k = m.top_k;
+        rp[r].top_p = m.top_p;
+        rp[r].seed = 7;
+        rp[r].position = r;
+      }
+      cudaMemcpy(drows, rp.data(), rp.size() * sizeof(rp[0]), cudaMemcpyHostToDevice);
+      olmo::kernels::SampleParams p;
+      p.logits = dlogits;
+      p.rows = rows;
+      p.vocab = V;
+      p.row_params = drows;
+      p.token_ids = dids;
+      p.logprobs = dlp;
+      const double ms = TimeMs([&] { ops.Sample(p); }, 10);
+      std::printf("sample %-10s rows %3lld x vocab %lld: %.3f ms\n", m.name,
+                  static_cast<long long>(rows), static_cast<long long>(V), ms);
+    }
+    cudaFree(dlogits);
+    cudaFree(dlp);
+    cudaFree(dids);
+    cudaFree(drows);
+  }
 }
 
 }  // namespace
@@ -138,6 +194,10 @@ int main() {
     BenchAttention(ops, 64, 4096, 32, 8, prop.multiProcessorCount);   // GQA 4:1
     BenchAttention(ops, 1, 32768, 32, 8, prop.multiProcessorCount);   // split-K
     BenchAttention(ops, 8, 16384, 32, 32, prop.multiProcessorCount);
+    if (kernel == olmo::kernels::CudaAttention::kWarp) {
+      BenchAttention(ops, 64, 4096, 32, 8, prop.multiProcessorCount, olmo::DType::kBF16);
+      BenchSample(ops);
+    }
     if (kernel == olmo::kernels::CudaAttention::kTiled) BenchGemm(ops);
   }
   const cudaError_t err = cudaDeviceSynchronize();

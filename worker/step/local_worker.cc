@@ -37,6 +37,9 @@ absl::StatusOr<std::unique_ptr<LocalWorker>> LoadLocalWorker(const std::string& 
   if (options.kv_dtype != DType::kF32 && options.kv_dtype != DType::kBF16) {
     return absl::InvalidArgumentError("kv cache dtype: f32 or bf16");
   }
+  if (options.model.graphs && !w->ops->supports_graphs()) {
+    spdlog::warn("graphs for decode steps need a backend with graphs (--device cuda): ignored");
+  }
   if (options.device_sampling && !w->ops->on_device()) {
     return absl::InvalidArgumentError("device sampling needs a device backend (--device cuda)");
   }

@@ -227,6 +227,45 @@ struct SampleParams {
   float* top_logprobs = nullptr;         // f32 [rows, max_logprobs] (null when max_logprobs 0)
 };
 
+// Sample's partial reductions over one vocab slice (DESIGN.md §5, vocab-parallel sampling): a TP
+// rank holding logit columns [vocab_begin, vocab_begin + vocab) of each row reports what the
+// ranks' reports, merged on the host (worker/sampler/vocab_parallel.h), need to give Sample's
+// result for greedy and small top-k rows without gathering the logits. Per row, over the slice
+// (every id global, i.e. slice index + vocab_begin):
+//   max (raw), argmax (lowest id on ties) and sum_exp = Σ exp(x - max) in double (0 when max is
+//     -inf): the parts of the raw log-sum-exp;
+//   top_ids / top_raw: the n = min(num_logprobs, max_logprobs, vocab) best raw logits by
+//     (x desc, id asc); entries [n, max_logprobs) get id -1 and -inf;
+//   z: Sample's processed logits (penalties and ban as in Sample, for the listed ids inside the
+//     slice; then z / temperature unless temperature is 0);
+//   cand_ids / cand_z / cand_raw: the min(max_candidates, vocab) best z by (z desc, id asc), -inf
+//     included, with their raw logits; entries up to max_candidates get id -1, z and raw -inf.
+// The f32 arithmetic is Sample's, operation for operation, so a candidate's z equals the z that
+// Sample computes for that id over the full row, bit for bit.
+struct SampleSliceParams {
+  const float* logits = nullptr;  // f32 [rows, vocab]: the slice's columns, raw
+  int64_t rows = 0;
+  int64_t vocab = 0;        // slice width, < 2^31
+  int64_t vocab_begin = 0;  // global id of column 0
+  const SampleRowParams* row_params = nullptr;  // [rows]
+  // Penalty and ban lists as in SampleParams, with global ids (those outside the slice ignored).
+  const int32_t* penalty_offsets = nullptr;  // i32 [rows + 1] or null
+  const int32_t* penalty_ids = nullptr;
+  const int32_t* penalty_counts = nullptr;
+  const int32_t* ban_offsets = nullptr;  // i32 [rows + 1] or null
+  const int32_t* ban_ids = nullptr;
+  int64_t max_logprobs = 0;    // row stride of top_ids / top_raw
+  int64_t max_candidates = 1;  // >= 1, row stride of cand_*
+  float* max = nullptr;        // f32 [rows]
+  int32_t* argmax = nullptr;   // i32 [rows]
+  double* sum_exp = nullptr;   // f64 [rows]
+  int32_t* top_ids = nullptr;  // i32 [rows, max_logprobs] (null when max_logprobs 0)
+  float* top_raw = nullptr;    // f32 [rows, max_logprobs] (null when max_logprobs 0)
+  int32_t* cand_ids = nullptr;  // i32 [rows, max_candidates]
+  float* cand_z = nullptr;      // f32 [rows, max_candidates]
+  float* cand_raw = nullptr;    // f32 [rows, max_candidates]
+};
+
 class Ops {
  public:
   virtual ~Ops() = default;
@@ -247,6 +286,8 @@ class Ops {
   virtual void LogSoftmax(const LogSoftmaxParams& p) = 0;
   // Every pointer in p is backend memory; enqueued without a host sync on CUDA.
   virtual void Sample(const SampleParams& p) = 0;
+  // Every pointer in p is backend memory; enqueued without a host sync on CUDA.
+  virtual void SampleSlice(const SampleSliceParams& p) = 0;
 
   // Memory the ops' tensors live in: host memory on the CPU backend (these defaults), device
   // memory on CUDA. Copy moves bytes between any two of host and backend memory (stream-ordered

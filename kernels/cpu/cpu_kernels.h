@@ -34,5 +34,7 @@ void SwiGlu(const SwiGluParams& p, int num_threads);
 void LogSoftmax(const LogSoftmaxParams& p, int num_threads);
 // sample.cc (per-row helpers in sample_row.h)
 void Sample(const SampleParams& p, int num_threads);
+// sample_slice.cc
+void SampleSlice(const SampleSliceParams& p, int num_threads);
 
 }  // namespace olmo::kernels::cpu

@@ -35,6 +35,9 @@ class CpuOps final : public Ops {
     cpu::LogSoftmax(p, options_.num_threads);
   }
   void Sample(const SampleParams& p) override { cpu::Sample(p, options_.num_threads); }
+  void SampleSlice(const SampleSliceParams& p) override {
+    cpu::SampleSlice(p, options_.num_threads);
+  }
 
  private:
   CpuOpsOptions options_;

@@ -18,12 +18,12 @@ namespace {
 // the product and the sum separately, as the CUDA kernel does (__fmul_rn, __fadd_rn).
 [[gnu::noinline]] float RoundedProduct(float a, float b) { return a * b; }
 
-// Softmax over the ordered ids (z[ids[0]] the largest), in double, normalized.
-std::vector<double> Probabilities(const std::vector<float>& z, const std::vector<int32_t>& ids) {
-  const double mx = z[ids[0]];
-  std::vector<double> pr(ids.size());
+// Softmax over the ordered values (zs[0] the largest), in double, normalized.
+std::vector<double> Probabilities(std::span<const float> zs) {
+  const double mx = zs[0];
+  std::vector<double> pr(zs.size());
   double sum = 0.0;
-  for (size_t i = 0; i < ids.size(); ++i) sum += pr[i] = std::exp(z[ids[i]] - mx);
+  for (size_t i = 0; i < zs.size(); ++i) sum += pr[i] = std::exp(zs[i] - mx);
   for (auto& x : pr) x /= sum;
   return pr;
 }
@@ -32,13 +32,13 @@ std::vector<double> Probabilities(const std::vector<float>& z, const std::vector
 
 void ApplySamplePenalties(std::span<float> z, const SampleRowParams& p,
                           std::span<const int32_t> penalty_ids,
-                          std::span<const int32_t> penalty_counts) {
+                          std::span<const int32_t> penalty_counts, int64_t id_begin) {
   const bool rep = p.repetition_penalty != 1.0f;
   const bool pres_freq = p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
   if (!rep && !pres_freq) return;
   const int64_t vocab = static_cast<int64_t>(z.size());
   for (size_t k = 0; k < penalty_ids.size(); ++k) {
-    const int32_t id = penalty_ids[k];
+    const int64_t id = penalty_ids[k] - id_begin;
     if (id < 0 || id >= vocab) continue;
     float v = z[id];
     if (rep) v = v < 0 ? v * p.repetition_penalty : v / p.repetition_penalty;
@@ -48,6 +48,48 @@ void ApplySamplePenalties(std::span<float> z, const SampleRowParams& p,
     }
     z[id] = v;
   }
+}
+
+size_t CutSurvivors(std::span<const float> zs, const SampleRowParams& p) {
+  size_t n = zs.size();
+  if (p.top_p < 1.0f && n > 1) {
+    // HF TopPLogitsWarper: drop the low tail whose cumulative mass (ascending) <= 1 - top_p;
+    // at least one token stays.
+    std::vector<double> pr = Probabilities(zs);
+    double tail = 0.0;
+    while (n > 1) {
+      double next = tail + pr[n - 1];
+      if (next <= 1.0 - static_cast<double>(p.top_p)) {
+        tail = next;
+        --n;
+      } else {
+        break;
+      }
+    }
+  }
+  if (p.min_p > 0.0f && n > 1) {
+    // HF MinPLogitsWarper: drop tokens with prob < min_p * max prob (probs over the current set).
+    std::vector<double> pr = Probabilities(zs.first(n));
+    double threshold = static_cast<double>(p.min_p) * pr[0];
+    while (n > 1 && pr[n - 1] < threshold) --n;
+  }
+  return n;
+}
+
+size_t DrawSurvivor(std::span<const float> zs, const SampleRowParams& p) {
+  if (zs.size() <= 1) return 0;
+  std::vector<double> pr(zs.size());
+  double total = 0.0;
+  const double zmax = zs[0];
+  for (size_t i = 0; i < zs.size(); ++i) total += pr[i] = std::exp(zs[i] - zmax);
+  const double u =
+      static_cast<double>(PhiloxUniform(p.seed, static_cast<uint64_t>(p.position), 0)) * total;
+  double cum = 0.0;
+  for (size_t i = 0; i < zs.size(); ++i) {
+    cum += pr[i];
+    if (cum > u) return i;
+  }
+  return zs.size() - 1;
 }
 
 std::vector<int32_t> SampleFilteredSet(const SampleRowInput& row, std::vector<float>* processed) {
@@ -89,31 +131,9 @@ std::vector<int32_t> SampleFilteredSet(const SampleRowInput& row, std::vector<fl
     if (processed) *processed = std::move(z);
     return {static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin())};
   }
-  if (p.top_p < 1.0f) {
-    // HF TopPLogitsWarper: drop the low tail whose cumulative mass (ascending) <= 1 - top_p;
-    // at least one token stays.
-    std::vector<double> pr = Probabilities(z, ids);
-    double tail = 0.0;
-    size_t n = ids.size();
-    while (n > 1) {
-      double next = tail + pr[n - 1];
-      if (next <= 1.0 - static_cast<double>(p.top_p)) {
-        tail = next;
-        --n;
-      } else {
-        break;
-      }
-    }
-    ids.resize(n);
-  }
-  if (p.min_p > 0.0f) {
-    // HF MinPLogitsWarper: drop tokens with prob < min_p * max prob (probs over the current set).
-    std::vector<double> pr = Probabilities(z, ids);
-    double threshold = static_cast<double>(p.min_p) * pr[0];
-    size_t n = ids.size();
-    while (n > 1 && pr[n - 1] < threshold) --n;
-    ids.resize(n);
-  }
+  std::vector<float> zs(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) zs[i] = z[ids[i]];
+  ids.resize(CutSurvivors(zs, p));
   if (processed) *processed = std::move(z);
   return ids;
 }
@@ -135,21 +155,9 @@ SampleRowResult SampleRow(const SampleRowInput& row, std::span<int32_t> top_ids,
   if (p.temperature == 0.0f || ids.size() == 1) {
     out.token_id = ids[0];
   } else {
-    std::vector<double> pr(ids.size());
-    double total = 0.0;
-    double zmax = z[ids[0]];
-    for (size_t i = 0; i < ids.size(); ++i) total += pr[i] = std::exp(z[ids[i]] - zmax);
-    double u =
-        static_cast<double>(PhiloxUniform(p.seed, static_cast<uint64_t>(p.position), 0)) * total;
-    out.token_id = ids.back();
-    double cum = 0.0;
-    for (size_t i = 0; i < ids.size(); ++i) {
-      cum += pr[i];
-      if (cum > u) {
-        out.token_id = ids[i];
-        break;
-      }
-    }
+    std::vector<float> zs(ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) zs[i] = z[ids[i]];
+    out.token_id = ids[DrawSurvivor(zs, p)];
   }
   out.logprob = logits[out.token_id] - lse;
   const int64_t capacity = static_cast<int64_t>(std::min(top_ids.size(), top_logprobs.size()));
@@ -176,19 +184,14 @@ SampleRowResult SampleRow(const SampleRowInput& row, std::span<int32_t> top_ids,
 void Sample(const SampleParams& p, int num_threads) {
   const int64_t vocab = p.vocab;
   if (vocab <= 0) return;
-  auto list = [](const int32_t* offsets, const int32_t* values, int64_t r) {
-    if (offsets == nullptr) return std::span<const int32_t>();
-    return std::span<const int32_t>(values + offsets[r],
-                                    static_cast<size_t>(offsets[r + 1] - offsets[r]));
-  };
 #pragma omp parallel for num_threads(num_threads) schedule(dynamic, 1) if (p.rows > 1)
   for (int64_t r = 0; r < p.rows; ++r) {
     SampleRowInput row;
     row.logits = std::span<const float>(p.logits + r * vocab, static_cast<size_t>(vocab));
     row.params = p.row_params[r];
-    row.penalty_ids = list(p.penalty_offsets, p.penalty_ids, r);
-    row.penalty_counts = list(p.penalty_offsets, p.penalty_counts, r);
-    row.ban_ids = list(p.ban_offsets, p.ban_ids, r);
+    row.penalty_ids = CsrRow(p.penalty_offsets, p.penalty_ids, r);
+    row.penalty_counts = CsrRow(p.penalty_offsets, p.penalty_counts, r);
+    row.ban_ids = CsrRow(p.ban_offsets, p.ban_ids, r);
     const size_t top = static_cast<size_t>(std::max<int64_t>(p.max_logprobs, 0));
     const SampleRowResult res =
         SampleRow(row, std::span<int32_t>(top > 0 ? p.top_ids + r * p.max_logprobs : nullptr, top),

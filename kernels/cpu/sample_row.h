@@ -26,11 +26,26 @@ struct SampleRowResult {
   int64_t num_top = 0;   // entries of the top lists written
 };
 
-// Penalties in place on z [vocab]: repetition on every listed id, then presence/frequency on
-// ids with a positive count. Ids outside [0, vocab) are ignored.
+// Row r of a CSR list (SampleParams' penalty and ban lists); empty when offsets is null.
+inline std::span<const int32_t> CsrRow(const int32_t* offsets, const int32_t* values, int64_t r) {
+  if (offsets == nullptr) return {};
+  return {values + offsets[r], static_cast<size_t>(offsets[r + 1] - offsets[r])};
+}
+
+// Penalties in place on z, the logits of ids [id_begin, id_begin + z.size()): repetition on
+// every listed id, then presence/frequency on ids with a positive count. Ids outside the range
+// are ignored.
 void ApplySamplePenalties(std::span<float> z, const SampleRowParams& p,
                           std::span<const int32_t> penalty_ids,
-                          std::span<const int32_t> penalty_counts);
+                          std::span<const int32_t> penalty_counts, int64_t id_begin = 0);
+
+// The top-p then min-p cuts over survivors whose processed logits zs are ordered by
+// (z desc, id asc), all > -inf: how many of the first survivors stay (at least one).
+size_t CutSurvivors(std::span<const float> zs, const SampleRowParams& p);
+
+// The inverse-CDF draw over the final survivors zs (ordered as above): one Philox uniform keyed
+// by (seed, position); returns the index drawn.
+size_t DrawSurvivor(std::span<const float> zs, const SampleRowParams& p);
 
 // The ids that survive penalties -> ban -> temperature -> top-k -> top-p -> min-p, ordered by
 // (processed logit desc, id asc); greedy (temperature 0) gives the single argmax. `processed`

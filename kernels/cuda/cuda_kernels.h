@@ -41,6 +41,12 @@ void LogSoftmax(const LogSoftmaxParams& p, cudaStream_t stream);
 absl::StatusOr<int64_t> SampleWorkspaceBytes(int64_t rows, int64_t vocab);
 absl::Status Sample(const SampleParams& p, void* workspace, int64_t workspace_bytes,
                     cudaStream_t stream);
+// sample_slice.cu: workspace: device memory of at least SampleSliceWorkspaceBytes(p.rows,
+// p.vocab) bytes (the processed logits of a pass of at most 64 rows). Errors are bad arguments or
+// launch failures.
+int64_t SampleSliceWorkspaceBytes(int64_t rows, int64_t vocab);
+absl::Status SampleSlice(const SampleSliceParams& p, void* workspace, int64_t workspace_bytes,
+                         cudaStream_t stream);
 
 // matmul.cu: device weights and cuBLASLt GEMMs. One engine per Ops (not thread-safe: one
 // stream, one caller thread).

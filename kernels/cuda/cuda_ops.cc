@@ -33,6 +33,7 @@ class CudaOps final : public Ops {
     for (auto& [table, copy] : rope_tables_) cudaFree(copy.device);
     cudaFree(partials_);
     cudaFree(sample_workspace_);
+    cudaFree(slice_workspace_);
     gemm_.reset();
     if (owns_stream_) cudaStreamDestroy(stream_);
   }
@@ -152,6 +153,19 @@ class CudaOps final : public Ops {
     }
     LogIfError(cuda::Sample(p, sample_workspace_, sample_bytes_, stream_), "Sample");
     CheckLaunch("Sample");
+  }
+  void SampleSlice(const SampleSliceParams& p) override {
+    const int64_t bytes = cuda::SampleSliceWorkspaceBytes(p.rows, p.vocab);
+    if (bytes > slice_bytes_) {  // grow-only, as Sample's
+      cudaFree(slice_workspace_);
+      slice_workspace_ = nullptr;
+      slice_bytes_ = 0;
+      absl::Status st = OLMO_CUDA_STATUS(cudaMalloc(&slice_workspace_, static_cast<size_t>(bytes)));
+      if (!st.ok()) return LogIfError(st, "SampleSlice");
+      slice_bytes_ = bytes;
+    }
+    LogIfError(cuda::SampleSlice(p, slice_workspace_, slice_bytes_, stream_), "SampleSlice");
+    CheckLaunch("SampleSlice");
   }
 
   // Backend memory (kernels/ops.h): device memory; Copy and Zero are ordered on the stream.
@@ -273,6 +287,8 @@ class CudaOps final : public Ops {
   std::unique_ptr<cuda::MatmulEngine> gemm_;
   float* partials_ = nullptr;  // attention split-K partials, f32 [partial_floats_]
   int64_t partial_floats_ = 0;
+  void* slice_workspace_ = nullptr;   // SampleSlice's z (sample_slice.cu), slice_bytes_ bytes
+  int64_t slice_bytes_ = 0;
   void* sample_workspace_ = nullptr;  // Sample's passes (sample.cu), sample_bytes_ bytes
   int64_t sample_bytes_ = 0;
   std::mutex mu_;

@@ -27,6 +27,7 @@
 namespace olmo::kernels::cuda {
 namespace {
 
+using sample::BestIndices;
 using sample::Before;
 using sample::Candidate;
 using sample::DoubleScan;
@@ -70,26 +71,9 @@ struct PrepareArgs {
 // Writes the n_top best raw logprobs of row x (f32 [vocab]) by (logit desc, id asc).
 __device__ void TopLogprobs(const float* x, int64_t vocab, int64_t n_top, float lse,
                             int32_t* top_ids, float* top_logprobs, Shared& sh) {
-  const auto raw_key = [x](int64_t i) { return Key(x[i]); };
-  const uint32_t kth = KthLargestKey(raw_key, vocab, n_top, sh);
-  const int64_t above = OrderedCompact(
-      vocab, n_top, [&](int64_t i) { return raw_key(i) > kth; },
-      [&](int64_t slot, int64_t i) { top_ids[slot] = static_cast<int32_t>(i); }, sh);
-  OrderedCompact(
-      vocab, n_top - above, [&](int64_t i) { return raw_key(i) == kth; },
-      [&](int64_t slot, int64_t i) { top_ids[above + slot] = static_cast<int32_t>(i); }, sh);
-  // OrderedCompact ends with a barrier: every id written is visible to thread 0.
-  if (threadIdx.x == 0) {
-    for (int64_t j = 1; j < n_top; ++j) {  // insertion sort by (logit desc, id asc)
-      const Candidate c{x[top_ids[j]], top_ids[j]};
-      int64_t k = j;
-      while (k > 0 && Before(c, Candidate{x[top_ids[k - 1]], top_ids[k - 1]})) {
-        top_ids[k] = top_ids[k - 1];
-        --k;
-      }
-      top_ids[k] = c.id;
-    }
-    for (int64_t j = 0; j < n_top; ++j) top_logprobs[j] = __fsub_rn(x[top_ids[j]], lse);
+  BestIndices([x](int64_t i) { return x[i]; }, vocab, n_top, top_ids, sh);
+  for (int64_t j = threadIdx.x; j < n_top; j += kThreads) {
+    top_logprobs[j] = __fsub_rn(x[top_ids[j]], lse);
   }
 }
 

@@ -145,4 +145,34 @@ __device__ int64_t OrderedCompact(int64_t n, int64_t limit, const Pred& pred, co
   return count < limit ? count : limit;
 }
 
+// The n best indices of value_at(0 .. size - 1) by (value desc, index asc), 1 <= n <= size, into
+// out[0 .. n) in that order; on return every thread sees them. Values must not be NaN. Exact: a
+// radix select of the n-th largest key, the indices above it, then the lowest indices equal to
+// it, sorted by one thread (n is small: top logprobs, sampling candidates).
+template <typename ValueAt>
+__device__ void BestIndices(const ValueAt& value_at, int64_t size, int64_t n, int32_t* out,
+                            Shared& sh) {
+  const auto key_at = [&](int64_t i) { return Key(value_at(i)); };
+  const uint32_t kth = KthLargestKey(key_at, size, n, sh);
+  const int64_t above = OrderedCompact(
+      size, n, [&](int64_t i) { return key_at(i) > kth; },
+      [&](int64_t slot, int64_t i) { out[slot] = static_cast<int32_t>(i); }, sh);
+  OrderedCompact(
+      size, n - above, [&](int64_t i) { return key_at(i) == kth; },
+      [&](int64_t slot, int64_t i) { out[above + slot] = static_cast<int32_t>(i); }, sh);
+  // OrderedCompact ends with a barrier: every index written is visible to thread 0.
+  if (threadIdx.x == 0) {
+    for (int64_t j = 1; j < n; ++j) {  // insertion sort by (value desc, index asc)
+      const Candidate c{value_at(out[j]), out[j]};
+      int64_t k = j;
+      while (k > 0 && Before(c, Candidate{value_at(out[k - 1]), out[k - 1]})) {
+        out[k] = out[k - 1];
+        --k;
+      }
+      out[k] = c.id;
+    }
+  }
+  __syncthreads();
+}
+
 }  // namespace olmo::kernels::cuda::sample

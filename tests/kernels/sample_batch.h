@@ -1,11 +1,13 @@
-// Test helper of the Sample op (kernels/ops.h): rows given as host vectors, flattened into the
-// arrays of one call (CSR penalty and ban lists), and the call's flat outputs split per row.
-// Used by the CPU op tests, the sampler-vs-op test and the CUDA-vs-CPU test.
+// Test helper of the Sample and SampleSlice ops (kernels/ops.h): rows given as host vectors,
+// flattened into the arrays of one call (CSR penalty and ban lists), and the call's flat outputs
+// split per row. Used by the CPU op tests, the sampler-vs-op tests and the CUDA-vs-CPU tests.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <random>
 #include <span>
 #include <vector>
 
@@ -88,6 +90,30 @@ class SampleBatch {
     return Split(tokens, logprobs, top_ids, top_logprobs);
   }
 
+  // The SampleSlice call over columns [begin, begin + width) of every row (copied into
+  // *slice_logits, which must outlive the call); outputs unset, max_candidates 1.
+  SampleSliceParams SliceInputs(int64_t begin, int64_t width,
+                                std::vector<float>* slice_logits) const {
+    slice_logits->clear();
+    for (const SampleRow& r : rows_) {
+      slice_logits->insert(slice_logits->end(), r.logits.begin() + begin,
+                           r.logits.begin() + begin + width);
+    }
+    SampleSliceParams p;
+    p.logits = slice_logits->data();
+    p.rows = rows();
+    p.vocab = width;
+    p.vocab_begin = begin;
+    p.row_params = params_.data();
+    p.penalty_offsets = pen_off_.data();
+    p.penalty_ids = pen_ids_.data();
+    p.penalty_counts = pen_counts_.data();
+    p.ban_offsets = ban_off_.data();
+    p.ban_ids = ban_ids_.data();
+    p.max_logprobs = max_;
+    return p;
+  }
+
   // Flat outputs (i32 [rows], f32 [rows], i32 [rows, max], f32 [rows, max]) per row.
   std::vector<SampleResult> Split(const std::vector<int32_t>& tokens,
                                   const std::vector<float>& logprobs,
@@ -111,6 +137,142 @@ class SampleBatch {
   std::vector<float> logits_;
   std::vector<SampleRowParams> params_;
   std::vector<int32_t> pen_off_, pen_ids_, pen_counts_, ban_off_, ban_ids_;
+};
+
+inline std::vector<float> RandomLogits(int64_t vocab, uint32_t seed, float scale) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, scale);
+  std::vector<float> v(static_cast<size_t>(vocab));
+  for (auto& x : v) x = nd(rng);
+  return v;
+}
+
+// The contract's processed logits before temperature, dense: repetition on seen ids, then
+// presence + frequency × count (each rounded on its own) on output ids, then the ban.
+inline std::vector<float> Penalized(const SampleRow& row) {
+  const SampleRowParams& p = row.params;
+  const size_t vocab = row.logits.size();
+  std::vector<int32_t> count(vocab, -1);  // -1: not seen
+  for (size_t k = 0; k < row.penalty_ids.size(); ++k)
+    count[row.penalty_ids[k]] = row.penalty_counts[k];
+  std::vector<float> z = row.logits;
+  for (size_t i = 0; i < vocab; ++i) {
+    if (count[i] < 0) continue;
+    if (p.repetition_penalty != 1.0f) {
+      if (z[i] < 0) {
+        z[i] *= p.repetition_penalty;
+      } else {
+        z[i] /= p.repetition_penalty;
+      }
+    }
+    if (count[i] > 0 && (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f)) {
+      const float freq = p.frequency_penalty * static_cast<float>(count[i]);
+      const float total = p.presence_penalty + freq;
+      z[i] -= total;
+    }
+  }
+  if (p.ban_stop_ids != 0) {
+    for (int32_t id : row.ban_ids) {
+      if (id >= 0 && id < static_cast<int32_t>(vocab)) z[id] = -INFINITY;
+    }
+  }
+  return z;
+}
+
+// `n` rows over `vocab` ids with mixed parameters, row r by r % 8: greedy; greedy with penalties
+// and its best id banned; top-k (1 .. 40) with top-p and min-p; top-k on a coarse grid (ties);
+// temperature only; top-p only; min-p with penalties; everything banned with top-k 2. Every row
+// has a penalty list (unique ids, counts 0 .. 3) and asks for r % 8 logprobs.
+inline std::vector<SampleRow> MixedRows(int64_t vocab, int64_t n, uint32_t seed) {
+  std::vector<SampleRow> rows(static_cast<size_t>(n));
+  std::mt19937 rng(seed);
+  for (int64_t r = 0; r < n; ++r) {
+    SampleRow& row = rows[r];
+    row.logits = RandomLogits(vocab, seed * 1000 + static_cast<uint32_t>(r), 2.0f);
+    SampleRowParams& p = row.params;
+    p.seed = seed + 17;
+    p.position = r;
+    p.num_logprobs = static_cast<int32_t>(r % 8);
+    p.temperature = 0.8f;
+    for (int64_t id = static_cast<int64_t>(rng() % 5); id < vocab; id += 5 + rng() % 7) {
+      row.penalty_ids.push_back(static_cast<int32_t>(id));
+      row.penalty_counts.push_back(static_cast<int32_t>(rng() % 4));
+    }
+    const int32_t best = static_cast<int32_t>(
+        std::max_element(row.logits.begin(), row.logits.end()) - row.logits.begin());
+    switch (r % 8) {
+      case 0:
+        p.temperature = 0.0f;
+        break;
+      case 1:
+        p.temperature = 0.0f;
+        p.repetition_penalty = 1.3f;
+        p.presence_penalty = 0.4f;
+        p.frequency_penalty = 0.2f;
+        p.ban_stop_ids = 1;
+        row.ban_ids = {best, best, -1};
+        break;
+      case 2:
+        p.top_k = static_cast<int32_t>(1 + rng() % 40);
+        p.top_p = 0.9f;
+        p.min_p = 0.05f;
+        break;
+      case 3:
+        p.top_k = static_cast<int32_t>(3 + rng() % 10);
+        for (float& x : row.logits) x = std::round(x * 2.0f) / 2.0f;
+        break;
+      case 4:
+        p.temperature = 1.2f;
+        break;
+      case 5:
+        p.top_p = 0.7f;
+        break;
+      case 6:
+        p.min_p = 0.1f;
+        p.repetition_penalty = 0.9f;
+        p.frequency_penalty = -0.3f;
+        break;
+      default:
+        p.top_k = 2;
+        p.ban_stop_ids = 1;
+        for (int32_t id = 0; id < vocab; ++id) row.ban_ids.push_back(id);
+        break;
+    }
+  }
+  return rows;
+}
+
+// SampleSlice's outputs in host vectors (prefilled with -7 / NaN, so unwritten entries show).
+struct SliceOutputs {
+  std::vector<float> max;
+  std::vector<int32_t> argmax;
+  std::vector<double> sum_exp;
+  std::vector<int32_t> top_ids, cand_ids;
+  std::vector<float> top_raw, cand_z, cand_raw;
+
+  // Sizes the vectors for p's rows, max_logprobs and max_candidates and points p's outputs at
+  // them.
+  void Bind(SampleSliceParams* p) {
+    const size_t rows = static_cast<size_t>(p->rows);
+    const size_t top = rows * static_cast<size_t>(p->max_logprobs);
+    const size_t cand = rows * static_cast<size_t>(p->max_candidates);
+    max.assign(rows, NAN);
+    argmax.assign(rows, -7);
+    sum_exp.assign(rows, NAN);
+    top_ids.assign(top, -7);
+    top_raw.assign(top, NAN);
+    cand_ids.assign(cand, -7);
+    cand_z.assign(cand, NAN);
+    cand_raw.assign(cand, NAN);
+    p->max = max.data();
+    p->argmax = argmax.data();
+    p->sum_exp = sum_exp.data();
+    p->top_ids = top > 0 ? top_ids.data() : nullptr;
+    p->top_raw = top > 0 ? top_raw.data() : nullptr;
+    p->cand_ids = cand_ids.data();
+    p->cand_z = cand_z.data();
+    p->cand_raw = cand_raw.data();
+  }
 };
 
 }  // namespace olmo::kernels::sample_test

@@ -20,52 +20,14 @@ namespace {
 using sample_test::SampleBatch;
 using Row = sample_test::SampleRow;
 using Result = sample_test::SampleResult;
+using sample_test::Penalized;
+using sample_test::RandomLogits;
 
 // One Sample call over the rows on `threads` threads.
 std::vector<Result> RunOp(const std::vector<Row>& rows, int64_t max_logprobs, int threads) {
   return SampleBatch(rows, max_logprobs).Run([&](const SampleParams& p) {
     cpu::Sample(p, threads);
   });
-}
-
-std::vector<float> RandomLogits(int64_t vocab, uint32_t seed, float scale) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, scale);
-  std::vector<float> v(static_cast<size_t>(vocab));
-  for (auto& x : v) x = nd(rng);
-  return v;
-}
-
-// The contract's processed logits before temperature, dense: repetition on seen ids, then
-// presence + frequency × count (each rounded on its own) on output ids, then the ban.
-std::vector<float> Penalized(const Row& row) {
-  const SampleRowParams& p = row.params;
-  const size_t vocab = row.logits.size();
-  std::vector<int32_t> count(vocab, -1);  // -1: not seen
-  for (size_t k = 0; k < row.penalty_ids.size(); ++k)
-    count[row.penalty_ids[k]] = row.penalty_counts[k];
-  std::vector<float> z = row.logits;
-  for (size_t i = 0; i < vocab; ++i) {
-    if (count[i] < 0) continue;
-    if (p.repetition_penalty != 1.0f) {
-      if (z[i] < 0) {
-        z[i] *= p.repetition_penalty;
-      } else {
-        z[i] /= p.repetition_penalty;
-      }
-    }
-    if (count[i] > 0 && (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f)) {
-      const float freq = p.frequency_penalty * static_cast<float>(count[i]);
-      const float total = p.presence_penalty + freq;
-      z[i] -= total;
-    }
-  }
-  if (p.ban_stop_ids != 0) {
-    for (int32_t id : row.ban_ids) {
-      if (id >= 0 && id < static_cast<int32_t>(vocab)) z[id] = -INFINITY;
-    }
-  }
-  return z;
 }
 
 int32_t Argmax(const std::vector<float>& v) {

@@ -5,7 +5,8 @@
 //    (7B: MHA with 32 kv heads; also GQA 32/8 as in 32B), and batch 1 (the split-K path):
 //    effective GB/s = KV bytes the step must read / time; f32 and bf16 KV (--kv-dtype bf16).
 //  - Sampling (the Sample op) over [rows, 100278] logits: greedy, top-k 50, top-p 0.9 (the
-//    full-row sort) at 1 and 64 rows.
+//    full-row sort) at 1 and 64 rows; SampleSlice (vocab-parallel sampling) over a TP 8 slice
+//    (12535 ids): greedy and top-k 50, with the report bytes per row against the logits row.
 // Timed with cudaEvents on the ops' stream after a warm-up call.
 #include <cuda_runtime.h>
 
@@ -168,6 +169,64 @@ void BenchSample(Ops& ops) {
   }
 }
 
+void BenchSampleSlice(Ops& ops) {
+  const int64_t V = 12535, N = 5;  // a TP-8 slice of the Olmo vocab; 5 top logprobs
+  for (int64_t rows : {1, 64}) {
+    std::vector<float> logits(static_cast<size_t>(rows * V));
+    std::mt19937 rng(4);
+    std::normal_distribution<float> nd(0.0f, 3.0f);
+    for (float& x : logits) x = nd(rng);
+    float* dlogits = nullptr;
+    char* out = nullptr;  // every output, 8-byte aligned per array
+    olmo::kernels::SampleRowParams* drows = nullptr;
+    cudaMalloc(&dlogits, logits.size() * 4);
+    cudaMemcpy(dlogits, logits.data(), logits.size() * 4, cudaMemcpyHostToDevice);
+    cudaMalloc(&drows, rows * sizeof(olmo::kernels::SampleRowParams));
+    cudaMalloc(&out, rows * (4 + 4 + 8 + N * 8 + 51 * 12) + 64);
+    for (int32_t top_k : {0, 50}) {
+      const int64_t C = top_k + 1;
+      std::vector<olmo::kernels::SampleRowParams> rp(static_cast<size_t>(rows));
+      for (auto& r : rp) {
+        r.temperature = top_k == 0 ? 0.0f : 0.8f;
+        r.top_k = top_k;
+        r.num_logprobs = N;
+      }
+      cudaMemcpy(drows, rp.data(), rp.size() * sizeof(rp[0]), cudaMemcpyHostToDevice);
+      olmo::kernels::SampleSliceParams p;
+      p.logits = dlogits;
+      p.rows = rows;
+      p.vocab = V;
+      p.vocab_begin = 3 * V;
+      p.row_params = drows;
+      p.max_logprobs = N;
+      p.max_candidates = C;
+      char* at = out;
+      auto take = [&](int64_t bytes) {
+        char* x = at;
+        at += (bytes + 7) / 8 * 8;
+        return x;
+      };
+      p.max = reinterpret_cast<float*>(take(rows * 4));
+      p.argmax = reinterpret_cast<int32_t*>(take(rows * 4));
+      p.sum_exp = reinterpret_cast<double*>(take(rows * 8));
+      p.top_ids = reinterpret_cast<int32_t*>(take(rows * N * 4));
+      p.top_raw = reinterpret_cast<float*>(take(rows * N * 4));
+      p.cand_ids = reinterpret_cast<int32_t*>(take(rows * C * 4));
+      p.cand_z = reinterpret_cast<float*>(take(rows * C * 4));
+      p.cand_raw = reinterpret_cast<float*>(take(rows * C * 4));
+      const double ms = TimeMs([&] { ops.SampleSlice(p); }, 10);
+      std::printf("sample slice %-8s rows %3lld x slice %lld: %.3f ms, report %lld B/row "
+                  "(logits row %lld B)\n",
+                  top_k == 0 ? "greedy" : "top-k 50", static_cast<long long>(rows),
+                  static_cast<long long>(V), ms, static_cast<long long>((at - out) / rows),
+                  static_cast<long long>(V * 4));
+    }
+    cudaFree(dlogits);
+    cudaFree(drows);
+    cudaFree(out);
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -197,6 +256,7 @@ int main() {
     if (kernel == olmo::kernels::CudaAttention::kWarp) {
       BenchAttention(ops, 64, 4096, 32, 8, prop.multiProcessorCount, olmo::DType::kBF16);
       BenchSample(ops);
+      BenchSampleSlice(ops);
     }
     if (kernel == olmo::kernels::CudaAttention::kTiled) BenchGemm(ops);
   }

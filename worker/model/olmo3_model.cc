@@ -1,6 +1,7 @@
 #include "worker/model/olmo3_model.h"
 
 #include <cmath>
+#include <numeric>
 
 #include "absl/strings/str_format.h"
 #include "common/parallel_config.h"
@@ -324,7 +325,7 @@ absl::Status Olmo3Model::ForwardStage(const ForwardBatch& b, kv::KvCache* cache,
   OLMO_RETURN_IF_ERROR(Prepare(b, hidden_in));
   const bool graphed = Graphable(b);
   if (graphed) {
-    OLMO_RETURN_IF_ERROR(RunGraphed(b, cache));
+    OLMO_RETURN_IF_ERROR(RunGraphed(b, cache, /*gather=*/true));
   } else {
     OLMO_RETURN_IF_ERROR(RunLayers(b, cache));
   }
@@ -354,12 +355,50 @@ absl::StatusOr<const float*> Olmo3Model::ForwardStageToBackend(const ForwardBatc
   }
   OLMO_RETURN_IF_ERROR(Prepare(b, hidden_in));
   if (Graphable(b)) {
-    OLMO_RETURN_IF_ERROR(RunGraphed(b, cache));
+    OLMO_RETURN_IF_ERROR(RunGraphed(b, cache, /*gather=*/true));
   } else {
     OLMO_RETURN_IF_ERROR(RunLayers(b, cache));
     OLMO_RETURN_IF_ERROR(Logits(b, nullptr));
   }
   return logits_dev_.data();
+}
+
+absl::StatusOr<const float*> Olmo3Model::ForwardStageLogitSlice(const ForwardBatch& b,
+                                                                kv::KvCache* cache,
+                                                                const float* hidden_in) {
+  if (tp_ == 1 || !is_last_stage()) {
+    return absl::FailedPreconditionError("logit slices exist on the last stage of a TP group");
+  }
+  if (b.num_tokens() == 0 || b.logit_rows.empty()) {
+    return absl::InvalidArgumentError("a step with logits needs tokens and logit rows");
+  }
+  OLMO_RETURN_IF_ERROR(Prepare(b, hidden_in));
+  if (Graphable(b)) {
+    OLMO_RETURN_IF_ERROR(RunGraphed(b, cache, /*gather=*/false));
+  } else {
+    OLMO_RETURN_IF_ERROR(RunLayers(b, cache));
+    OLMO_RETURN_IF_ERROR(LocalLogits(b));
+  }
+  return proj_.data();
+}
+
+absl::StatusOr<const float*> Olmo3Model::GatherLogitRows(const std::vector<int32_t>& rows,
+                                                         std::vector<float>* host) {
+  if (tp_ == 1 || !is_last_stage()) {
+    return absl::FailedPreconditionError("logit slices exist on the last stage of a TP group");
+  }
+  for (size_t j = 0; j < rows.size(); ++j) {
+    if (rows[j] < 0 || rows[j] >= logit_rows_ || (j > 0 && rows[j] <= rows[j - 1])) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "logit rows to gather must ascend within [0, %d); entry %d is %d", logit_rows_, j,
+          rows[j]));
+    }
+  }
+  if (host == nullptr && !ops_->on_device()) {
+    return absl::FailedPreconditionError("gathered logits stay in backend memory only on devices");
+  }
+  OLMO_RETURN_IF_ERROR(GatherRows(rows, host));
+  return host != nullptr ? host->data() : logits_dev_.data();
 }
 
 absl::Status Olmo3Model::Prepare(const ForwardBatch& b, const float* hidden_in) {
@@ -368,6 +407,7 @@ absl::Status Olmo3Model::Prepare(const ForwardBatch& b, const float* hidden_in) 
   const int64_t d = c.hidden_size;
   OLMO_RETURN_IF_ERROR(Resize(x_, T * d, "hidden"));
   OLMO_RETURN_IF_ERROR(StageInputs(b));
+  logit_rows_ = static_cast<int64_t>(b.logit_rows.size());  // host state: set also when graphed
   if (is_first_stage()) {
     for (int32_t id : b.token_ids) {
       if (id < 0 || id >= c.vocab_size) {
@@ -425,16 +465,19 @@ std::vector<const void*> Olmo3Model::BufferAddresses() const {
   return a;
 }
 
-// The layers (and the last stage's logits into logits_dev_) of a Graphable step, after Prepare:
+// The layers (and the last stage's logits: gathered into logits_dev_, or the local slice in
+// proj_ when !gather) of a Graphable step, after Prepare:
 // the first step of a shape runs plainly (it sizes every workspace), the second is captured and
 // launched, later ones launch. A reallocated workspace drops every graph; a failed capture turns
 // graphs off for this model.
-absl::Status Olmo3Model::RunGraphed(const ForwardBatch& b, kv::KvCache* cache) {
+absl::Status Olmo3Model::RunGraphed(const ForwardBatch& b, kv::KvCache* cache, bool gather) {
   auto body = [&]() -> absl::Status {
     OLMO_RETURN_IF_ERROR(RunLayers(b, cache));
-    return is_last_stage() ? Logits(b, nullptr) : absl::OkStatus();
+    if (!is_last_stage()) return absl::OkStatus();
+    return gather ? Logits(b, nullptr) : LocalLogits(b);
   };
-  const std::array<int64_t, 3> key = {b.num_tokens(), b.max_blocks[0], b.max_blocks[1]};
+  const std::array<int64_t, 4> key = {b.num_tokens(), b.max_blocks[0], b.max_blocks[1],
+                                      gather ? 1 : 0};
   auto it = graphs_.find(key);
   if (it != graphs_.end() && it->second.addresses != BufferAddresses()) {
     ops_->DropGraphs();
@@ -470,12 +513,12 @@ absl::Status Olmo3Model::RunGraphed(const ForwardBatch& b, kv::KvCache* cache) {
   return absl::OkStatus();
 }
 
-// The last stage's logits f32 [R, vocab] of b.logit_rows, after RunLayers: into *host when given,
-// else into logits_dev_ (backend memory; device backends only).
-absl::Status Olmo3Model::Logits(const ForwardBatch& b, std::vector<float>* host) {
+// The last stage's local logits after RunLayers: f32 [R, vocab_local] of b.logit_rows into proj_
+// (the whole vocabulary at tp 1, then into logits_dev_ on device backends).
+absl::Status Olmo3Model::LocalLogits(const ForwardBatch& b) {
   const ModelConfig& c = config_;
   const int64_t R = static_cast<int64_t>(b.logit_rows.size());
-  const int64_t d = c.hidden_size, V = c.vocab_size;
+  const int64_t d = c.hidden_size;
   const int64_t fb = static_cast<int64_t>(sizeof(float));
   OLMO_RETURN_IF_ERROR(Resize(final_x_, R * d, "final hidden"));
   for (int64_t r = 0; r < R; ++r) {
@@ -483,78 +526,101 @@ absl::Status Olmo3Model::Logits(const ForwardBatch& b, std::vector<float>* host)
   }
   ops_->RmsNorm({final_x_.data(), nullptr, final_norm_.data(), final_x_.data(), R, d,
                  static_cast<float>(c.rms_norm_eps)});
-  if (host != nullptr) host->resize(static_cast<size_t>(R * V));
-  if (tp_ == 1) {
-    if (!ops_->on_device()) {
-      ops_->Matmul({final_x_.data(), R, lm_head_.get(), host->data()});
-      return absl::OkStatus();
-    }
-    OLMO_RETURN_IF_ERROR(Resize(logits_dev_, R * V, "logits"));
-    ops_->Matmul({final_x_.data(), R, lm_head_.get(), logits_dev_.data()});
-    if (host != nullptr) {
-      ops_->Copy(host->data(), logits_dev_.data(), R * V * fb);
-      ops_->Synchronize();
-    }
-    return absl::OkStatus();
+  kernels::OpsBuffer<float>& out = tp_ == 1 && ops_->on_device() ? logits_dev_ : proj_;
+  OLMO_RETURN_IF_ERROR(Resize(out, R * vocab_local_, "logits"));
+  ops_->Matmul({final_x_.data(), R, lm_head_.get(), out.data()});
+  return absl::OkStatus();
+}
+
+// The last stage's logits f32 [R, vocab] of b.logit_rows, after RunLayers: into *host when given,
+// else into logits_dev_ (backend memory; device backends only).
+absl::Status Olmo3Model::Logits(const ForwardBatch& b, std::vector<float>* host) {
+  OLMO_RETURN_IF_ERROR(LocalLogits(b));
+  if (tp_ > 1) {
+    std::vector<int32_t> rows(static_cast<size_t>(logit_rows_));
+    std::iota(rows.begin(), rows.end(), 0);
+    return GatherRows(rows, host);
   }
-  // Vocab-parallel lm_head: local logits [R, vocab_local] padded to the largest slice, gathered
-  // from every rank as [tp, R, vmax], reassembled as [R, vocab].
+  const int64_t n = logit_rows_ * config_.vocab_size;
+  if (host == nullptr) return absl::OkStatus();
+  host->resize(static_cast<size_t>(n));
+  const float* src = ops_->on_device() ? logits_dev_.data() : proj_.data();
+  ops_->Copy(host->data(), src, n * static_cast<int64_t>(sizeof(float)));
+  ops_->Synchronize();
+  return absl::OkStatus();
+}
+
+// Rows `rows` (indices into the step's logit rows, ascending) of the TP group's local logits in
+// proj_, gathered as f32 [rows.size(), vocab]: into *host when given, else into logits_dev_.
+// Every rank of the group calls it with the same rows.
+absl::Status Olmo3Model::GatherRows(const std::vector<int32_t>& rows, std::vector<float>* host) {
+  const int64_t V = config_.vocab_size;
+  const int64_t F = static_cast<int64_t>(rows.size());
+  const int64_t fb = static_cast<int64_t>(sizeof(float));
   const int64_t vmax = vocab_slice_max_;
   const int64_t row_bytes = vocab_local_ * fb;
-  OLMO_RETURN_IF_ERROR(Resize(proj_, R * vocab_local_, "logits"));
-  ops_->Matmul({final_x_.data(), R, lm_head_.get(), proj_.data()});
+  const bool all = F == logit_rows_;  // rows is 0 .. F-1 (ascending, distinct)
+  if (host != nullptr) host->resize(static_cast<size_t>(F * V));
   if (tpc_->memory_space() == comm::MemorySpace::kDevice) {
-    // Device collectives: pad (when slices differ in size), gather and reassemble on the device.
+    // Device collectives: pad (when slices differ in size or rows are picked), gather and
+    // reassemble on the device.
     const float* send = proj_.data();
-    if (vmax != vocab_local_) {
-      OLMO_RETURN_IF_ERROR(Resize(padded_dev_, R * vmax, "padded logits"));
-      ops_->Copy2D(padded_dev_.data(), vmax * fb, proj_.data(), row_bytes, row_bytes, R);
+    if (vmax != vocab_local_ || !all) {
+      OLMO_RETURN_IF_ERROR(Resize(padded_dev_, F * vmax, "padded logits"));
+      if (all) {
+        ops_->Copy2D(padded_dev_.data(), vmax * fb, proj_.data(), row_bytes, row_bytes, F);
+      } else {
+        for (int64_t j = 0; j < F; ++j) {
+          ops_->Copy(padded_dev_.data() + j * vmax, proj_.data() + rows[j] * vocab_local_,
+                     row_bytes);
+        }
+      }
       send = padded_dev_.data();
     }
-    OLMO_RETURN_IF_ERROR(Resize(gathered_dev_, tp_ * R * vmax, "gathered logits"));
-    OLMO_RETURN_IF_ERROR(tpc_->AllGather(send, R * vmax * fb, gathered_dev_.data()));
-    OLMO_RETURN_IF_ERROR(Resize(logits_dev_, R * V, "logits"));
+    OLMO_RETURN_IF_ERROR(Resize(gathered_dev_, tp_ * F * vmax, "gathered logits"));
+    OLMO_RETURN_IF_ERROR(tpc_->AllGather(send, F * vmax * fb, gathered_dev_.data()));
+    OLMO_RETURN_IF_ERROR(Resize(logits_dev_, F * V, "logits"));
     for (int rank = 0; rank < tp_; ++rank) {
       const Slice vs = SplitEvenly(V, tp_, rank);
-      ops_->Copy2D(logits_dev_.data() + vs.begin, V * fb, gathered_dev_.data() + rank * R * vmax,
-                   vmax * fb, vs.size() * fb, R);
+      ops_->Copy2D(logits_dev_.data() + vs.begin, V * fb, gathered_dev_.data() + rank * F * vmax,
+                   vmax * fb, vs.size() * fb, F);
     }
     if (host != nullptr) {
-      ops_->Copy(host->data(), logits_dev_.data(), R * V * fb);
+      ops_->Copy(host->data(), logits_dev_.data(), F * V * fb);
       ops_->Synchronize();
     }
     return absl::OkStatus();
   }
   // A host Comm: bring the local rows to the host (a device backend stages them), pad, gather,
   // reassemble on the host; upload when the logits are wanted in backend memory.
-  std::vector<float> local(static_cast<size_t>(R * vmax), 0.0f);
+  std::vector<float> local(static_cast<size_t>(F * vmax), 0.0f);
   const float* local_logits = proj_.data();
   if (ops_->on_device()) {
-    staging_.resize(static_cast<size_t>(R * vocab_local_));
-    ops_->Copy(staging_.data(), proj_.data(), R * row_bytes);
+    staging_.resize(static_cast<size_t>(logit_rows_ * vocab_local_));
+    ops_->Copy(staging_.data(), proj_.data(), logit_rows_ * row_bytes);
     ops_->Synchronize();
     local_logits = staging_.data();
   }
-  for (int64_t r = 0; r < R; ++r) {
-    std::copy_n(local_logits + r * vocab_local_, vocab_local_, local.data() + r * vmax);
+  for (int64_t j = 0; j < F; ++j) {
+    std::copy_n(local_logits + rows[j] * vocab_local_, vocab_local_, local.data() + j * vmax);
   }
-  gathered_.resize(static_cast<size_t>(tp_ * R * vmax));
-  OLMO_RETURN_IF_ERROR(tpc_->AllGather(local.data(), R * vmax * fb, gathered_.data()));
+  gathered_.resize(static_cast<size_t>(tp_ * F * vmax));
+  OLMO_RETURN_IF_ERROR(tpc_->AllGather(local.data(), F * vmax * fb, gathered_.data()));
   std::vector<float>* out = host;
   if (out == nullptr) {
-    staging_.resize(static_cast<size_t>(R * V));
+    staging_.resize(static_cast<size_t>(F * V));
     out = &staging_;
   }
   for (int rank = 0; rank < tp_; ++rank) {
     const Slice vs = SplitEvenly(V, tp_, rank);
-    for (int64_t r = 0; r < R; ++r) {
-      std::copy_n(gathered_.data() + (rank * R + r) * vmax, vs.size(),
-                  out->data() + r * V + vs.begin);
+    for (int64_t j = 0; j < F; ++j) {
+      std::copy_n(gathered_.data() + (rank * F + j) * vmax, vs.size(),
+                  out->data() + j * V + vs.begin);
     }
   }
   if (host == nullptr) {
-    OLMO_RETURN_IF_ERROR(Resize(logits_dev_, R * V, "logits"));
-    ops_->Copy(logits_dev_.data(), staging_.data(), R * V * fb);
+    OLMO_RETURN_IF_ERROR(Resize(logits_dev_, F * V, "logits"));
+    ops_->Copy(logits_dev_.data(), staging_.data(), F * V * fb);
   }
   return absl::OkStatus();
 }

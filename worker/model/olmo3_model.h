@@ -60,6 +60,7 @@ class Olmo3Model {
       kernels::Ops* ops, const ModelOptions& options);
 
   const ModelConfig& config() const { return config_; }
+  kernels::Ops* ops() const { return ops_; }
   int64_t layer_begin() const { return layer_begin_; }
   int64_t layer_end() const { return layer_end_; }
   // Weight bytes one step reads (all packed matrices; the embedding rows are negligible).
@@ -85,6 +86,22 @@ class Olmo3Model {
   int64_t graph_launches() const { return graph_launches_; }
   absl::StatusOr<const float*> ForwardStageToBackend(const ForwardBatch& batch, kv::KvCache* cache,
                                                      const float* hidden_in);
+
+  // Vocab-parallel sampling (tp > 1, last stage). ForwardStageLogitSlice runs the stage and
+  // leaves this rank's logits f32 [logit_rows.size(), vocab_local()] (columns
+  // [vocab_begin(), vocab_begin() + vocab_local()) of the full rows) in backend memory, valid
+  // until the next forward. GatherLogitRows then gathers the rows listed (ascending indices into
+  // logit_rows) over the TP group as f32 [rows.size(), vocab]: into *host, or (device backends,
+  // host null) into backend memory valid until the next forward. Every rank of the group makes
+  // the same calls.
+  absl::StatusOr<const float*> ForwardStageLogitSlice(const ForwardBatch& batch,
+                                                      kv::KvCache* cache, const float* hidden_in);
+  absl::StatusOr<const float*> GatherLogitRows(const std::vector<int32_t>& rows,
+                                               std::vector<float>* host);
+  int tp() const { return tp_; }
+  comm::Comm* tp_comm() const { return tpc_; }
+  int64_t vocab_begin() const { return vocab_begin_; }
+  int64_t vocab_local() const { return vocab_local_; }
 
  private:
   struct Layer {
@@ -138,7 +155,7 @@ class Olmo3Model {
   // Embedding (first stage), then this stage's layers: leaves x_ [T, hidden]. Only backend work.
   absl::Status RunLayers(const ForwardBatch& batch, kv::KvCache* cache);
   bool Graphable(const ForwardBatch& batch) const;
-  absl::Status RunGraphed(const ForwardBatch& batch, kv::KvCache* cache);
+  absl::Status RunGraphed(const ForwardBatch& batch, kv::KvCache* cache, bool gather);
   std::vector<const void*> BufferAddresses() const;
   struct GraphEntry {
     int64_t handle = -1;  // -1: seen once (warm-up), not captured yet
@@ -146,9 +163,13 @@ class Olmo3Model {
   };
   static constexpr size_t kMaxGraphs = 256;
   bool use_graphs_ = false;
-  std::map<std::array<int64_t, 3>, GraphEntry> graphs_;  // (tokens, max_blocks full, sliding)
+  // (tokens, max_blocks full, sliding, logits gathered)
+  std::map<std::array<int64_t, 4>, GraphEntry> graphs_;
   int64_t graph_launches_ = 0;
   absl::Status Logits(const ForwardBatch& batch, std::vector<float>* host);
+  absl::Status LocalLogits(const ForwardBatch& batch);
+  absl::Status GatherRows(const std::vector<int32_t>& rows, std::vector<float>* host);
+  int64_t logit_rows_ = 0;  // logit rows of the step being run (set by Prepare)
   void BindBuffers();
   // Tensor parallelism.
   int tp_ = 1;

@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+#include "worker/sampler/vocab_parallel.h"
 
 namespace olmo::step {
 
@@ -14,6 +16,76 @@ DeviceSampler::DeviceSampler(kernels::Ops* ops) : ops_(ops) {
   }
   logprobs_.set_ops(ops);
   top_logprobs_.set_ops(ops);
+  report_.set_ops(ops);
+  gathered_.set_ops(ops);
+}
+
+bool DeviceSampler::UploadBatch(const sampler::SampleBatch& batch) {
+  // OpsBuffer::Upload of an empty list allocates nothing; the ops read no entry of it then.
+  auto upload = [](kernels::OpsBuffer<int32_t>& b, const std::vector<int32_t>& v) {
+    return v.empty() || b.Upload(v.data(), v.size());
+  };
+  return rows_.Upload(batch.rows.data(), batch.rows.size()) &&
+         upload(penalty_offsets_, batch.penalty_offsets) &&
+         upload(penalty_ids_, batch.penalty_ids) && upload(penalty_counts_, batch.penalty_counts) &&
+         upload(ban_offsets_, batch.ban_offsets) && upload(ban_ids_, batch.ban_ids);
+}
+
+absl::StatusOr<std::vector<std::optional<sampler::SampleOutput>>> DeviceSampler::SampleSlices(
+    const float* slice, int64_t vocab_begin, int64_t vocab_local, int64_t vocab, comm::Comm* tp,
+    const sampler::SampleBatch& batch) {
+  const int64_t n = batch.size();
+  std::vector<std::optional<sampler::SampleOutput>> out(static_cast<size_t>(n));
+  int64_t candidates = 0;
+  for (const kernels::SampleRowParams& row : batch.rows) {
+    candidates = std::max(candidates, sampler::SliceCandidates(row, vocab));
+  }
+  if (n == 0 || candidates == 0) return out;  // every row needs its full logits (on every rank)
+  const sampler::SliceReportLayout layout =
+      sampler::SliceReportLayout::For(n, batch.max_logprobs, candidates);
+  const size_t words = static_cast<size_t>(layout.bytes / 8);
+  if (!UploadBatch(batch) || !report_.resize(words)) {
+    return absl::ResourceExhaustedError("out of backend memory for sampling");
+  }
+  kernels::SampleSliceParams p;
+  p.logits = slice;
+  p.rows = n;
+  p.vocab = vocab_local;
+  p.vocab_begin = vocab_begin;
+  p.row_params = rows_.data();
+  p.penalty_offsets = penalty_offsets_.data();
+  p.penalty_ids = batch.penalty_ids.empty() ? nullptr : penalty_ids_.data();
+  p.penalty_counts = batch.penalty_counts.empty() ? nullptr : penalty_counts_.data();
+  p.ban_offsets = ban_offsets_.data();
+  p.ban_ids = batch.ban_ids.empty() ? nullptr : ban_ids_.data();
+  layout.Bind(report_.data(), &p);
+  ops_->SampleSlice(p);
+
+  const int size = tp->size();
+  gathered_host_.resize(words * static_cast<size_t>(size));
+  if (tp->memory_space() == comm::MemorySpace::kDevice) {
+    if (!gathered_.resize(words * static_cast<size_t>(size))) {
+      return absl::ResourceExhaustedError("out of backend memory for sampling");
+    }
+    OLMO_RETURN_IF_ERROR(tp->AllGather(report_.data(), layout.bytes, gathered_.data()));
+    ops_->Copy(gathered_host_.data(), gathered_.data(), layout.bytes * size);
+    ops_->Synchronize();
+  } else {
+    const void* send = report_.data();
+    if (ops_->on_device()) {
+      report_host_.resize(words);
+      ops_->Copy(report_host_.data(), report_.data(), layout.bytes);
+      send = report_host_.data();
+    }
+    ops_->Synchronize();
+    OLMO_RETURN_IF_ERROR(tp->AllGather(send, layout.bytes, gathered_host_.data()));
+  }
+  std::vector<sampler::SliceReport> reports;
+  for (int r = 0; r < size; ++r) reports.emplace_back(layout, gathered_host_.data() + r * words);
+  for (int64_t i = 0; i < n; ++i) {
+    out[static_cast<size_t>(i)] = sampler::MergeSliceReports(reports, i, batch.rows[i], vocab);
+  }
+  return out;
 }
 
 absl::StatusOr<std::vector<sampler::SampleOutput>> DeviceSampler::Sample(
@@ -21,17 +93,9 @@ absl::StatusOr<std::vector<sampler::SampleOutput>> DeviceSampler::Sample(
   const int64_t n = batch.size();
   std::vector<sampler::SampleOutput> out(static_cast<size_t>(n));
   if (n == 0) return out;
-  // OpsBuffer::Upload of an empty list allocates nothing; the op reads no entry of it then.
-  auto upload = [](kernels::OpsBuffer<int32_t>& b, const std::vector<int32_t>& v) {
-    return v.empty() || b.Upload(v.data(), v.size());
-  };
   const int64_t k = batch.max_logprobs;
-  bool ok = rows_.Upload(batch.rows.data(), batch.rows.size()) &&
-            upload(penalty_offsets_, batch.penalty_offsets) &&
-            upload(penalty_ids_, batch.penalty_ids) &&
-            upload(penalty_counts_, batch.penalty_counts) &&
-            upload(ban_offsets_, batch.ban_offsets) && upload(ban_ids_, batch.ban_ids) &&
-            token_ids_.resize(static_cast<size_t>(n)) && logprobs_.resize(static_cast<size_t>(n)) &&
+  bool ok = UploadBatch(batch) && token_ids_.resize(static_cast<size_t>(n)) &&
+            logprobs_.resize(static_cast<size_t>(n)) &&
             (k == 0 || (top_ids_.resize(static_cast<size_t>(n * k)) &&
                         top_logprobs_.resize(static_cast<size_t>(n * k))));
   if (!ok) return absl::ResourceExhaustedError("out of backend memory for sampling");

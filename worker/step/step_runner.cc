@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <numeric>
 
 #include "absl/strings/str_format.h"
+#include "common/status_macros.h"
 
 namespace olmo::step {
 
@@ -96,19 +98,21 @@ absl::StatusOr<StepResult> StepRunner::ExecuteStage(const StepPlan& plan, const 
     if (last) s.sampling->Observe(st.token_ids, st.start_pos);
   }
 
-  const bool on_device = last && device_sampler_ != nullptr && !b.logit_rows.empty();
-  absl::Status status;
-  const float* device_logits = nullptr;
-  if (on_device) {
-    absl::StatusOr<const float*> l = model_->ForwardStageToBackend(b, cache_.get(), hidden_in);
-    status = l.status();
-    if (l.ok()) device_logits = *l;
+  std::vector<sampler::SampleOutput> outs;
+  if (last) {
+    absl::StatusOr<std::vector<sampler::SampleOutput>> sampled =
+        SampleStep(plan, b, cache_.get(), hidden_in);
+    if (!sampled.ok()) {
+      result.status = sampled.status();
+      return result;
+    }
+    outs = std::move(*sampled);
   } else {
-    status = model_->ForwardStage(b, cache_.get(), hidden_in, last ? &logits_ : hidden_out);
-  }
-  if (!status.ok()) {
-    result.status = status;
-    return result;
+    const absl::Status status = model_->ForwardStage(b, cache_.get(), hidden_in, hidden_out);
+    if (!status.ok()) {
+      result.status = status;
+      return result;
+    }
   }
   ++steps_executed_;
   tokens_executed_ += b.num_tokens();
@@ -117,32 +121,6 @@ absl::StatusOr<StepResult> StepRunner::ExecuteStage(const StepPlan& plan, const 
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     busy_seconds_ += result.step_seconds;
     return result;
-  }
-  std::vector<sampler::SampleOutput> outs;
-  if (on_device) {
-    sampler::SampleBatch batch;
-    for (const SeqStep& st : plan.seqs) {
-      if (!st.sample) continue;
-      batch.Add(*seqs_[st.seq_id].sampling,
-                st.start_pos + static_cast<int64_t>(st.token_ids.size()));
-    }
-    absl::StatusOr<std::vector<sampler::SampleOutput>> sampled =
-        device_sampler_->Sample(device_logits, vocab, batch);
-    if (!sampled.ok()) {
-      result.status = sampled.status();
-      return result;
-    }
-    outs = std::move(*sampled);
-  } else {
-    size_t row = 0;
-    for (const SeqStep& st : plan.seqs) {
-      if (!st.sample) continue;
-      const int64_t position = st.start_pos + static_cast<int64_t>(st.token_ids.size());
-      outs.push_back(sampler::Sample(
-          std::span<const float>(logits_.data() + row * vocab, static_cast<size_t>(vocab)),
-          *seqs_[st.seq_id].sampling, position));
-      ++row;
-    }
   }
   size_t row = 0;
   for (const SeqStep& st : plan.seqs) {
@@ -160,6 +138,86 @@ absl::StatusOr<StepResult> StepRunner::ExecuteStage(const StepPlan& plan, const 
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   busy_seconds_ += result.step_seconds;
   return result;
+}
+
+absl::StatusOr<std::vector<sampler::SampleOutput>> StepRunner::SampleStep(
+    const StepPlan& plan, const model::ForwardBatch& b, kv::KvCache* cache,
+    const float* hidden_in) {
+  const int64_t vocab = model_->config().vocab_size;
+  // Row r of the step's logits is the r-th sampled sequence; it draws the token after its input.
+  std::vector<const sampler::SequenceState*> states;
+  std::vector<int64_t> positions;
+  for (const SeqStep& st : plan.seqs) {
+    if (!st.sample) continue;
+    states.push_back(seqs_[st.seq_id].sampling.get());
+    positions.push_back(st.start_pos + static_cast<int64_t>(st.token_ids.size()));
+  }
+  const int64_t rows = static_cast<int64_t>(states.size());
+  auto batch_of = [&](const std::vector<int32_t>& picked) {
+    sampler::SampleBatch batch;
+    for (int32_t r : picked) batch.Add(*states[r], positions[r]);
+    return batch;
+  };
+  // Rows `picked` from full logits rows f32 [picked.size(), vocab]: in backend memory with device
+  // sampling, else in logits_ on the host.
+  auto sample_full =
+      [&](const std::vector<int32_t>& picked,
+          const float* backend_logits) -> absl::StatusOr<std::vector<sampler::SampleOutput>> {
+    if (device_sampler_ != nullptr) {
+      return device_sampler_->Sample(backend_logits, vocab, batch_of(picked));
+    }
+    std::vector<sampler::SampleOutput> outs;
+    for (size_t j = 0; j < picked.size(); ++j) {
+      outs.push_back(sampler::Sample(
+          std::span<const float>(logits_.data() + j * vocab, static_cast<size_t>(vocab)),
+          *states[picked[j]], positions[picked[j]]));
+    }
+    return outs;
+  };
+  std::vector<int32_t> all(static_cast<size_t>(rows));
+  std::iota(all.begin(), all.end(), 0);
+
+  // Vocab-parallel where the slice reduction runs next to the logits: the CPU backend, or a device
+  // backend sampling on the device (--sampling device; its kernels stay opt-in until a GPU run
+  // has verified them). A device backend sampling on the host gathers every row.
+  const bool vocab_parallel =
+      vocab_parallel_ && (device_sampler_ != nullptr || !model_->ops()->on_device());
+  if (rows == 0 || model_->tp() == 1 || !vocab_parallel) {
+    const float* backend_logits = nullptr;
+    if (device_sampler_ != nullptr && rows > 0) {
+      OLMO_ASSIGN_OR_RETURN(backend_logits, model_->ForwardStageToBackend(b, cache, hidden_in));
+    } else {
+      OLMO_RETURN_IF_ERROR(model_->ForwardStage(b, cache, hidden_in, &logits_));
+    }
+    if (model_->tp() > 1) gathered_rows_ += rows;
+    return sample_full(all, backend_logits);
+  }
+
+  // Vocab-parallel: reports from every rank's slice; full rows only for what they cannot finish.
+  OLMO_ASSIGN_OR_RETURN(const float* slice, model_->ForwardStageLogitSlice(b, cache, hidden_in));
+  DeviceSampler* slicer = device_sampler_.get();
+  if (slicer == nullptr) {  // the CPU backend
+    if (slice_sampler_ == nullptr) slice_sampler_ = std::make_unique<DeviceSampler>(model_->ops());
+    slicer = slice_sampler_.get();
+  }
+  OLMO_ASSIGN_OR_RETURN(std::vector<std::optional<sampler::SampleOutput>> merged,
+                        slicer->SampleSlices(slice, model_->vocab_begin(), model_->vocab_local(),
+                                             vocab, model_->tp_comm(), batch_of(all)));
+  std::vector<int32_t> full;
+  for (int32_t r = 0; r < rows; ++r) {
+    if (!merged[r].has_value()) full.push_back(r);
+  }
+  slice_sampled_rows_ += rows - static_cast<int64_t>(full.size());
+  gathered_rows_ += static_cast<int64_t>(full.size());
+  if (!full.empty()) {
+    OLMO_ASSIGN_OR_RETURN(const float* gathered,
+                          model_->GatherLogitRows(full, device_sampler_ ? nullptr : &logits_));
+    OLMO_ASSIGN_OR_RETURN(std::vector<sampler::SampleOutput> outs, sample_full(full, gathered));
+    for (size_t j = 0; j < full.size(); ++j) merged[full[j]] = std::move(outs[j]);
+  }
+  std::vector<sampler::SampleOutput> outs;
+  for (auto& m : merged) outs.push_back(std::move(*m));
+  return outs;
 }
 
 }  // namespace olmo::step

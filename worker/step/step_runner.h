@@ -20,8 +20,7 @@ namespace olmo::step {
 class StepRunner final : public StepExecutor {
  public:
   // device_sampling_ops: sample with the backend's Sample op on logits left in backend memory
-  // (device backends only; last_logits() then stays empty). Otherwise the logits come to the
-  // host and sampler::Sample draws.
+  // (device backends only). Otherwise the logits come to the host and sampler::Sample draws.
   StepRunner(model::Olmo3Model* model, std::unique_ptr<kv::KvCache> cache,
              kernels::Ops* device_sampling_ops = nullptr);
 
@@ -45,8 +44,14 @@ class StepRunner final : public StepExecutor {
   double busy_seconds() const { return busy_seconds_; }
   int64_t tokens_executed() const { return tokens_executed_; }
 
-  // Raw logits of the sampled rows of the last step, f32 [num_sampled, vocab] (for tests).
-  const std::vector<float>& last_logits() const { return logits_; }
+  // Vocab-parallel sampling (tp > 1, DESIGN.md §5; on by default): each rank reduces its logit
+  // slice and the group exchanges small reports; only rows that need it (sampling without a
+  // small top-k) gather full logits rows. Runs on the CPU backend and, on device backends, with
+  // device sampling. Off: every step gathers every row (for comparisons).
+  void set_vocab_parallel_sampling(bool on) { vocab_parallel_ = on; }
+  // Sampled rows finished from slice reports, and rows whose full logits were gathered (tp > 1).
+  int64_t slice_sampled_rows() const { return slice_sampled_rows_; }
+  int64_t gathered_rows() const { return gathered_rows_; }
 
  private:
   struct SeqState {
@@ -66,6 +71,15 @@ class StepRunner final : public StepExecutor {
   double busy_seconds_ = 0.0;
   std::vector<float> logits_;
   std::unique_ptr<DeviceSampler> device_sampler_;  // null: sample on the host
+  std::unique_ptr<DeviceSampler> slice_sampler_;   // SampleSlice on the model's backend (tp > 1)
+  bool vocab_parallel_ = true;
+  int64_t slice_sampled_rows_ = 0;
+  int64_t gathered_rows_ = 0;
+  // The last stage's sampling of b's rows (one per sampled sequence of plan, in order).
+  absl::StatusOr<std::vector<sampler::SampleOutput>> SampleStep(const StepPlan& plan,
+                                                                const model::ForwardBatch& b,
+                                                                kv::KvCache* cache,
+                                                                const float* hidden_in);
 };
 
 }  // namespace olmo::step

@@ -61,6 +61,9 @@ class DeviceLikeCpuOps final : public kernels::Ops {
   void Sample(const kernels::SampleParams& p) override {
     Run([=, this] { cpu_->Sample(p); });
   }
+  void SampleSlice(const kernels::SampleSliceParams& p) override {
+    Run([=, this] { cpu_->SampleSlice(p); });
+  }
 
   // Copies inside a capture must stay in backend memory (a host copy is not capturable on CUDA).
   void Copy(void* dst, const void* src, int64_t bytes) override {

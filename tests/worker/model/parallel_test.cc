@@ -61,6 +61,7 @@ class ThreadCollectives final : public comm::Comm {
       std::copy_n(g_->slots[r].data(), n, static_cast<float*>(recv) + r * n);
     }
     g_->barrier.arrive_and_wait();
+    Record(comm::CollectiveKind::kAllGather, bytes * (g_->size - 1), bytes * (g_->size - 1), 0.0);
     return absl::OkStatus();
   }
 
@@ -343,6 +344,69 @@ TEST_P(TpTest, GenerationMatchesOneRank) {
   auto one = LoadWorker(ModelsDir() + "/" + name, 8, 128);
   ExpectMatches(got, RunPrompts(one->runner.get(), gold, 12), 12,
                 name + " tp " + std::to_string(tp));
+}
+
+// Vocab-parallel sampling (each rank reduces its logit slice with SampleSlice, the group
+// exchanges small reports) against gathering every row, at the same tp: the same tokens and top
+// logprob ids, logprobs within float rounding (the log-sum-exp is combined from the slices), and
+// fewer all-gathered bytes. The prompts mix rows finished from reports (greedy; top-k 5 with
+// top-p) and rows that still gather (temperature without top-k), on the CPU backend and on the
+// device path sampling with the ops (device collectives). A device backend sampling on the host
+// keeps gathering every row (the slice kernel is opt-in there with device sampling).
+TEST_P(TpTest, VocabParallelSamplingMatchesGatheredRows) {
+  auto [name, tp] = GetParam();
+  Golden gold = LoadGolden(name);
+  for (Backend backend : {Backend::kHost, Backend::kDeviceCollectives, Backend::kDeviceSampling}) {
+    for (bool every_filter : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << "backend " << static_cast<int>(backend)
+                                        << (every_filter ? " every filter" : ""));
+      Outputs out[2];
+      int64_t bytes[2] = {0, 0}, sliced = 0, gathered = 0;
+      for (int on = 0; on < 2; ++on) {
+        PipelineGroup g = LoadPipeline(name, tp, 1, 8, 128, backend);
+        for (const auto& w : g.workers) {
+          ASSERT_NE(w, nullptr);
+          w->runner->set_vocab_parallel_sampling(on == 1);
+        }
+        PipelineExecutor ex(&g);
+        out[on] = RunPrompts(&ex, gold, 8, every_filter);
+        bytes[on] = g.workers[0]->model->tp_comm()->stats()[comm::CollectiveKind::kAllGather]
+                        .bytes_received;
+        if (on == 1) {
+          sliced = g.workers[0]->runner->slice_sampled_rows();
+          gathered = g.workers[0]->runner->gathered_rows();
+        }
+      }
+      if (backend == Backend::kDeviceCollectives) {
+        EXPECT_EQ(sliced, 0);
+        EXPECT_EQ(bytes[1], bytes[0]);
+      } else {
+        EXPECT_GT(sliced, 0);
+        EXPECT_GT(gathered, 0);
+        EXPECT_LT(bytes[1], bytes[0]);
+      }
+      for (int i = 0; i < 4; ++i) {
+        ASSERT_EQ(out[1][i].size(), out[0][i].size());
+        for (size_t t = 0; t < out[0][i].size(); ++t) {
+          const engine::SeqUpdate &got = out[1][i][t], &want = out[0][i][t];
+          ASSERT_EQ(got.token_id, want.token_id) << "seq " << i << " token " << t;
+          EXPECT_NEAR(got.logprob, want.logprob, 1e-6) << "seq " << i << " token " << t;
+          ASSERT_EQ(got.top_logprobs.size(), want.top_logprobs.size());
+          for (size_t k = 0; k < want.top_logprobs.size(); ++k) {
+            EXPECT_EQ(got.top_logprobs[k].id, want.top_logprobs[k].id);
+            EXPECT_NEAR(got.top_logprobs[k].logprob, want.top_logprobs[k].logprob, 1e-6);
+          }
+        }
+      }
+      if (every_filter) {
+        std::printf("[%s tp=%d backend %d] rows from slice reports %lld, gathered %lld; "
+                    "all-gathered bytes %lld -> %lld\n",
+                    name.c_str(), tp, static_cast<int>(backend), static_cast<long long>(sliced),
+                    static_cast<long long>(gathered), static_cast<long long>(bytes[0]),
+                    static_cast<long long>(bytes[1]));
+      }
+    }
+  }
 }
 
 class PpTest : public ::testing::TestWithParam<std::tuple<std::string, int, int>> {};

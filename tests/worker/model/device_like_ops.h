@@ -5,7 +5,8 @@
 // memory is filled with NaN bytes: a buffer the model forgets to write or copy shows up. With
 // graphs_enabled it also emulates CUDA graphs: ops between BeginCapture and EndCapture are
 // recorded (params by value) and replayed by LaunchGraph; a capture that copies host memory,
-// allocates, frees or synchronizes fails, as it would on CUDA.
+// allocates, frees or synchronizes fails, as it would on CUDA. A device-like Comm can Enqueue its
+// collectives here: they are then captured and replayed with the ops, as NCCL calls are.
 #pragma once
 
 #include <cstring>
@@ -103,6 +104,10 @@ class DeviceLikeCpuOps final : public kernels::Ops {
     for (auto& f : graphs_.at(static_cast<size_t>(handle))) f();
   }
   void DropGraphs() override { graphs_.clear(); }
+
+  // Work a device-like Comm puts on this backend's "stream" (stream-ordered collectives): run now,
+  // or recorded into the graph being captured, like the ops.
+  void Enqueue(std::function<void()> f) { Run(std::move(f)); }
 
   bool on_device() const override { return true; }
   // What a device would report as free: set by tests of the KV memory plan (0 = unknown).

@@ -3,12 +3,13 @@
 // Logits match one rank and HF within 1e-4; greedy and seeded generation through the engine match
 // one rank up to the first near-tie of the reference (DESIGN.md §5 margin rule).
 #include <barrier>
+#include <functional>
 #include <thread>
 
 #include "common/parallel_config.h"
 #include "coordinator/engine/engine.h"
-#include "gmock/gmock.h"
 #include "device_like_ops.h"
+#include "gmock/gmock.h"
 #include "model_test_util.h"
 #include "worker/comm/comm.h"
 
@@ -26,11 +27,14 @@ struct ThreadGroup {
 // Only what the model uses (all-reduce, all-gather) is implemented; the rest is not needed by
 // TP math and reports Unimplemented.
 // With MemorySpace::kDevice it stands for a device Comm (NCCL): the model then hands it its
-// backend buffers directly, which DeviceLikeCpuOps keeps in host memory.
+// backend buffers directly, which DeviceLikeCpuOps keeps in host memory. Given the backend
+// (`stream`), it enqueues its collectives there, stream-ordered as NCCL's: inside a graph
+// capture they are recorded and run when the graph is replayed on every rank.
 class ThreadCollectives final : public comm::Comm {
  public:
-  ThreadCollectives(ThreadGroup* g, int rank, comm::MemorySpace space = comm::MemorySpace::kHost)
-      : g_(g), rank_(rank), space_(space) {}
+  ThreadCollectives(ThreadGroup* g, int rank, comm::MemorySpace space = comm::MemorySpace::kHost,
+                    DeviceLikeCpuOps* stream = nullptr)
+      : g_(g), rank_(rank), space_(space), stream_(stream) {}
   int rank() const override { return rank_; }
   int size() const override { return g_->size; }
   comm::MemorySpace memory_space() const override { return space_; }
@@ -42,25 +46,29 @@ class ThreadCollectives final : public comm::Comm {
     return absl::OkStatus();
   }
   absl::Status AllReduceSum(float* data, int64_t n) override {
-    g_->slots[rank_].assign(data, data + n);
-    g_->barrier.arrive_and_wait();
-    for (int64_t i = 0; i < n; ++i) {  // rank order: every rank gets the same bits
-      float s = g_->slots[0][i];
-      for (int r = 1; r < g_->size; ++r) s += g_->slots[r][i];
-      data[i] = s;
-    }
-    g_->barrier.arrive_and_wait();
+    OnStream([g = g_, rank = rank_, data, n] {
+      g->slots[rank].assign(data, data + n);
+      g->barrier.arrive_and_wait();
+      for (int64_t i = 0; i < n; ++i) {  // rank order: every rank gets the same bits
+        float s = g->slots[0][i];
+        for (int r = 1; r < g->size; ++r) s += g->slots[r][i];
+        data[i] = s;
+      }
+      g->barrier.arrive_and_wait();
+    });
     return absl::OkStatus();
   }
   absl::Status AllGather(const void* send, int64_t bytes, void* recv) override {
-    const int64_t n = bytes / static_cast<int64_t>(sizeof(float));
-    const float* s = static_cast<const float*>(send);
-    g_->slots[rank_].assign(s, s + n);
-    g_->barrier.arrive_and_wait();
-    for (int r = 0; r < g_->size; ++r) {
-      std::copy_n(g_->slots[r].data(), n, static_cast<float*>(recv) + r * n);
-    }
-    g_->barrier.arrive_and_wait();
+    OnStream([g = g_, rank = rank_, send, bytes, recv] {
+      const int64_t n = bytes / static_cast<int64_t>(sizeof(float));
+      const float* s = static_cast<const float*>(send);
+      g->slots[rank].assign(s, s + n);
+      g->barrier.arrive_and_wait();
+      for (int r = 0; r < g->size; ++r) {
+        std::copy_n(g->slots[r].data(), n, static_cast<float*>(recv) + r * n);
+      }
+      g->barrier.arrive_and_wait();
+    });
     Record(comm::CollectiveKind::kAllGather, bytes * (g_->size - 1), bytes * (g_->size - 1), 0.0);
     return absl::OkStatus();
   }
@@ -69,9 +77,17 @@ class ThreadCollectives final : public comm::Comm {
   static absl::Status Unimplemented() {
     return absl::UnimplementedError("not used by tensor-parallel math");
   }
+  void OnStream(std::function<void()> f) {
+    if (stream_ != nullptr) {
+      stream_->Enqueue(std::move(f));
+    } else {
+      f();
+    }
+  }
   ThreadGroup* g_;
   int rank_;
   comm::MemorySpace space_;
+  DeviceLikeCpuOps* stream_;
 };
 
 struct TpGroup {
@@ -93,9 +109,9 @@ struct PipelineGroup {
 // DeviceLikeCpuOps with a device-like Comm built by LocalWorkerOptions::make_collectives (the
 // NCCL path: collectives on backend buffers).
 // kDeviceSampling: device collectives and the Sample op on the backend's logits. kDeviceGraphs:
-// that, with decode steps captured and replayed as graphs (DeviceLikeCpuOps records the ops of a
-// capture and replays them on the captured pointers, as CUDA graphs do; tp 1 only: the thread
-// collectives run at capture time, not at replay).
+// that, with decode steps captured and replayed as graphs (DeviceLikeCpuOps records the ops and
+// the device collectives of a capture and replays them on the captured pointers, as CUDA graphs
+// with NCCL calls do).
 enum class Backend { kHost, kDeviceStaged, kDeviceCollectives, kDeviceSampling, kDeviceGraphs };
 
 PipelineGroup LoadPipeline(const std::string& name, int tp, int pp, int64_t block_size,
@@ -130,14 +146,13 @@ PipelineGroup LoadPipeline(const std::string& name, int tp, int pp, int64_t bloc
       }
       o.model.graphs = graphs;
       o.device_sampling = backend == Backend::kDeviceSampling || graphs;
-      if (backend == Backend::kDeviceCollectives || backend == Backend::kDeviceSampling ||
-          graphs) {
+      if (backend == Backend::kDeviceCollectives || backend == Backend::kDeviceSampling || graphs) {
         ThreadGroup* group = g.groups[s].get();
-        o.make_collectives =
-            [group, r](kernels::Ops* ops) -> absl::StatusOr<std::unique_ptr<comm::Comm>> {
+        o.make_collectives = [group,
+                              r](kernels::Ops* ops) -> absl::StatusOr<std::unique_ptr<comm::Comm>> {
           EXPECT_NE(ops, nullptr);
-          return std::unique_ptr<comm::Comm>(
-              std::make_unique<ThreadCollectives>(group, r, comm::MemorySpace::kDevice));
+          return std::unique_ptr<comm::Comm>(std::make_unique<ThreadCollectives>(
+              group, r, comm::MemorySpace::kDevice, static_cast<DeviceLikeCpuOps*>(ops)));
         };
       }
       auto w = step::LoadLocalWorker(ModelsDir() + "/" + name, o);
@@ -156,7 +171,8 @@ TpGroup LoadGroup(const std::string& name, int tp, int64_t block_size, int64_t n
   if (!config.ok() || !ParallelConfig::Make(tp, 1, 0, tp, *config).ok()) return g;
   g.group = std::make_unique<ThreadGroup>(tp);
   g.workers.resize(tp);
-  for (int r = 0; r < tp; ++r) g.comms.push_back(std::make_unique<ThreadCollectives>(g.group.get(), r));
+  for (int r = 0; r < tp; ++r)
+    g.comms.push_back(std::make_unique<ThreadCollectives>(g.group.get(), r));
   for (int r = 0; r < tp; ++r) {
     step::LocalWorkerOptions o;
     o.block_size = block_size;
@@ -321,15 +337,19 @@ TEST_P(TpTest, LogitsMatchOneRankAndHf) {
     const auto& w = *g.workers[r];
     kv::KvCacheShape shape{w.model->local_kv_heads(), w.config.head_dim, 16, {64, 64}};
     kv::KvCache cache(shape, w.config.layer_types, 0, w.config.num_hidden_layers);
-    logits[r] = RunForward(*w.model, cache, {{gold.input_ids, 0, ShuffledTable((T + 15) / 16, 64, 9)}});
+    logits[r] =
+        RunForward(*w.model, cache, {{gold.input_ids, 0, ShuffledTable((T + 15) / 16, 64, 9)}});
   });
-  for (int r = 1; r < tp; ++r) ASSERT_EQ(0, std::memcmp(logits[r].data(), logits[0].data(), logits[0].size() * 4));
+  for (int r = 1; r < tp; ++r)
+    ASSERT_EQ(0, std::memcmp(logits[r].data(), logits[0].data(), logits[0].size() * 4));
   auto one = LoadWorker(ModelsDir() + "/" + name, 16, 64);
   kv::KvCacheShape shape{one->config.num_key_value_heads, one->config.head_dim, 16, {64, 64}};
   kv::KvCache cache(shape, one->config.layer_types, 0, one->config.num_hidden_layers);
-  std::vector<float> ref = RunForward(*one->model, cache, {{gold.input_ids, 0, ShuffledTable((T + 15) / 16, 64, 9)}});
+  std::vector<float> ref =
+      RunForward(*one->model, cache, {{gold.input_ids, 0, ShuffledTable((T + 15) / 16, 64, 9)}});
   float vs_one = MaxAbsDiff(logits[0], ref), vs_hf = MaxAbsDiff(logits[0], gold.logits);
-  std::printf("[%s tp=%d] max |logit diff| vs one rank %.3g, vs HF %.3g\n", name.c_str(), tp, vs_one, vs_hf);
+  std::printf("[%s tp=%d] max |logit diff| vs one rank %.3g, vs HF %.3g\n", name.c_str(), tp,
+              vs_one, vs_hf);
   EXPECT_LE(vs_one, 1e-4f);
   EXPECT_LE(vs_hf, 1e-4f);
 }
@@ -370,7 +390,9 @@ TEST_P(TpTest, VocabParallelSamplingMatchesGatheredRows) {
         }
         PipelineExecutor ex(&g);
         out[on] = RunPrompts(&ex, gold, 8, every_filter);
-        bytes[on] = g.workers[0]->model->tp_comm()->stats()[comm::CollectiveKind::kAllGather]
+        bytes[on] = g.workers[0]
+                        ->model->tp_comm()
+                        ->stats()[comm::CollectiveKind::kAllGather]
                         .bytes_received;
         if (on == 1) {
           sliced = g.workers[0]->runner->slice_sampled_rows();
@@ -399,11 +421,12 @@ TEST_P(TpTest, VocabParallelSamplingMatchesGatheredRows) {
         }
       }
       if (every_filter) {
-        std::printf("[%s tp=%d backend %d] rows from slice reports %lld, gathered %lld; "
-                    "all-gathered bytes %lld -> %lld\n",
-                    name.c_str(), tp, static_cast<int>(backend), static_cast<long long>(sliced),
-                    static_cast<long long>(gathered), static_cast<long long>(bytes[0]),
-                    static_cast<long long>(bytes[1]));
+        std::printf(
+            "[%s tp=%d backend %d] rows from slice reports %lld, gathered %lld; "
+            "all-gathered bytes %lld -> %lld\n",
+            name.c_str(), tp, static_cast<int>(backend), static_cast<long long>(sliced),
+            static_cast<long long>(gathered), static_cast<long long>(bytes[0]),
+            static_cast<long long>(bytes[1]));
       }
     }
   }
@@ -439,9 +462,8 @@ TEST_P(PpTest, DevicePathMatchesHostPathBitwise) {
     Outputs want = RunPrompts(&hx, gold, 6, every_filter);
     for (Backend backend : {Backend::kDeviceStaged, Backend::kDeviceCollectives,
                             Backend::kDeviceSampling, Backend::kDeviceGraphs}) {
-      if (backend == Backend::kDeviceGraphs && tp > 1) continue;
       SCOPED_TRACE(::testing::Message() << "backend " << static_cast<int>(backend)
-                                      << (every_filter ? " every filter" : ""));
+                                        << (every_filter ? " every filter" : ""));
       PipelineGroup dev = LoadPipeline(name, tp, pp, 8, 128, backend);
       for (const auto& w : dev.workers) {
         ASSERT_NE(w, nullptr);
@@ -516,27 +538,29 @@ TEST(LocalWorkerCollectives, DeviceCommOnHostBackendIsRefused) {
   EXPECT_THAT(std::string(w.status().message()), ::testing::HasSubstr("device backend"));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Models, PpTest,
-    // 5 layers split 2, 3 and 4 ways (uneven; a full-attention layer first in stage 0), and
-    // tp 2 x pp 2 with replicated kv heads on the MQA model.
-    ::testing::Values(std::tuple{std::string("sharded3_gqa_5layers"), 1, 2},
-                      std::tuple{std::string("sharded3_gqa_5layers"), 1, 3},
-                      std::tuple{std::string("sharded3_gqa_5layers"), 1, 4},
-                      std::tuple{std::string("sharded3_gqa_5layers"), 2, 2},
-                      std::tuple{std::string("mqa_hd32_yarn_default_af"), 2, 2},
-                      std::tuple{std::string("gqa_bf16"), 1, 4}),
-    [](const auto& info) {
-      return std::get<0>(info.param) + "_tp" + std::to_string(std::get<1>(info.param)) + "_pp" +
-             std::to_string(std::get<2>(info.param));
-    });
+INSTANTIATE_TEST_SUITE_P(Models, PpTest,
+                         // 5 layers split 2, 3 and 4 ways (uneven; a full-attention layer first in
+                         // stage 0), and tp 2 x pp 2 with replicated kv heads on the MQA model.
+                         ::testing::Values(std::tuple{std::string("sharded3_gqa_5layers"), 1, 2},
+                                           std::tuple{std::string("sharded3_gqa_5layers"), 1, 3},
+                                           std::tuple{std::string("sharded3_gqa_5layers"), 1, 4},
+                                           std::tuple{std::string("sharded3_gqa_5layers"), 2, 2},
+                                           std::tuple{std::string("mqa_hd32_yarn_default_af"), 2,
+                                                      2},
+                                           std::tuple{std::string("gqa_bf16"), 1, 4}),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) + "_tp" +
+                                  std::to_string(std::get<1>(info.param)) + "_pp" +
+                                  std::to_string(std::get<2>(info.param));
+                         });
 
 INSTANTIATE_TEST_SUITE_P(
     Models, TpTest,
     // MQA at tp 2 and 4 and GQA (2 kv heads) at tp 4 replicate kv heads; sharded3 has vocab
     // 1001 (not divisible by tp), 5 layers and a full-attention layer first.
     ::testing::Values(std::tuple{std::string("mha_f32"), 2}, std::tuple{std::string("mha_f32"), 4},
-                      std::tuple{std::string("gqa_bf16"), 2}, std::tuple{std::string("gqa_bf16"), 4},
+                      std::tuple{std::string("gqa_bf16"), 2},
+                      std::tuple{std::string("gqa_bf16"), 4},
                       std::tuple{std::string("mqa_hd32_yarn_default_af"), 2},
                       std::tuple{std::string("mqa_hd32_yarn_default_af"), 4},
                       std::tuple{std::string("sharded3_gqa_5layers"), 2},

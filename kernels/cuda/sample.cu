@@ -27,8 +27,8 @@
 namespace olmo::kernels::cuda {
 namespace {
 
-using sample::BestIndices;
 using sample::Before;
+using sample::BestIndices;
 using sample::Candidate;
 using sample::DoubleScan;
 using sample::Key;
@@ -39,6 +39,7 @@ using sample::kThreads;
 using sample::MaxOp;
 using sample::MinOp;
 using sample::OrderedCompact;
+using sample::ProcessedLogits;
 using sample::RowFirst;
 using sample::RowIndex;
 using sample::RowSum;
@@ -109,37 +110,10 @@ __global__ void __launch_bounds__(kThreads) SamplePrepareKernel(PrepareArgs a) {
     }
   }
 
-  // Processed logits: copy, penalties (ids unique: one thread per id), ban.
+  // Processed logits: copy, penalties, ban.
   float* z = a.z + r * V;
-  for (int64_t i = threadIdx.x; i < V; i += kThreads) z[i] = x[i];
-  __syncthreads();
-  const bool rep = p.repetition_penalty != 1.0f;
-  const bool pres_freq = p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
-  if (a.penalty_offsets != nullptr && (rep || pres_freq)) {
-    for (int64_t k = a.penalty_offsets[r] + threadIdx.x; k < a.penalty_offsets[r + 1];
-         k += kThreads) {
-      const int32_t id = a.penalty_ids[k];
-      if (id < 0 || id >= V) continue;
-      float v = z[id];
-      if (rep) {
-        v = v < 0.0f ? __fmul_rn(v, p.repetition_penalty) : __fdiv_rn(v, p.repetition_penalty);
-      }
-      const int32_t count = pres_freq ? a.penalty_counts[k] : 0;  // read only when used (as the CPU)
-      if (count > 0) {
-        v = __fsub_rn(v, __fadd_rn(p.presence_penalty,
-                                   __fmul_rn(p.frequency_penalty, __int2float_rn(count))));
-      }
-      z[id] = v;
-    }
-  }
-  __syncthreads();
-  if (a.ban_offsets != nullptr && p.ban_stop_ids != 0) {
-    for (int64_t k = a.ban_offsets[r] + threadIdx.x; k < a.ban_offsets[r + 1]; k += kThreads) {
-      const int32_t id = a.ban_ids[k];
-      if (id >= 0 && id < V) z[id] = -INFINITY;
-    }
-  }
-  __syncthreads();
+  ProcessedLogits(x, z, V, 0, p, r, a.penalty_offsets, a.penalty_ids, a.penalty_counts,
+                  a.ban_offsets, a.ban_ids);
 
   if (p.temperature == 0.0f) {  // greedy: argmax of z, lowest id on ties
     Candidate g{-INFINITY, INT_MAX};
@@ -230,7 +204,8 @@ __global__ void __launch_bounds__(kThreads) SampleDrawKernel(DrawArgs a) {
       DoubleScan(sh.tmp.double_scan).InclusiveSum(q, tail, chunk);
       __syncthreads();
       tail += carry;
-      const long long found = RowIndex(j >= 1 && j < m && !(tail <= limit) ? j : -1, MaxOp(), sh);  // NaN: as the CPU
+      const long long found =
+          RowIndex(j >= 1 && j < m && !(tail <= limit) ? j : -1, MaxOp(), sh);  // NaN: as the CPU
       carry += chunk;
       if (found >= 0) {
         last = found;

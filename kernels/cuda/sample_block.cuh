@@ -8,6 +8,8 @@
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
+#include "kernels/ops.h"
+
 namespace olmo::kernels::cuda::sample {
 
 // Threads per block of the sampling kernels (one block per row).
@@ -170,6 +172,45 @@ __device__ void BestIndices(const ValueAt& value_at, int64_t size, int64_t n, in
         --k;
       }
       out[k] = c.id;
+    }
+  }
+  __syncthreads();
+}
+
+// Sample's processed logits of one row before temperature: z[0 .. V) = x, then the penalties
+// (ids unique: one thread per id; repetition, then presence + frequency × count, every f32 step
+// rounded on its own as the CPU does) and the ban, for the listed ids inside [id_begin,
+// id_begin + V). The lists are row r's CSR entries (null offsets: none). Ends with a barrier.
+__device__ inline void ProcessedLogits(const float* x, float* z, int64_t V, int64_t id_begin,
+                                       const SampleRowParams& p, int64_t r,
+                                       const int32_t* penalty_offsets, const int32_t* penalty_ids,
+                                       const int32_t* penalty_counts, const int32_t* ban_offsets,
+                                       const int32_t* ban_ids) {
+  for (int64_t i = threadIdx.x; i < V; i += kThreads) z[i] = x[i];
+  __syncthreads();
+  const bool rep = p.repetition_penalty != 1.0f;
+  const bool pres_freq = p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
+  if (penalty_offsets != nullptr && (rep || pres_freq)) {
+    for (int64_t k = penalty_offsets[r] + threadIdx.x; k < penalty_offsets[r + 1]; k += kThreads) {
+      const int64_t id = penalty_ids[k] - id_begin;
+      if (id < 0 || id >= V) continue;
+      float v = z[id];
+      if (rep) {
+        v = v < 0.0f ? __fmul_rn(v, p.repetition_penalty) : __fdiv_rn(v, p.repetition_penalty);
+      }
+      const int32_t count = pres_freq ? penalty_counts[k] : 0;  // read only when used (as the CPU)
+      if (count > 0) {
+        v = __fsub_rn(v, __fadd_rn(p.presence_penalty,
+                                   __fmul_rn(p.frequency_penalty, __int2float_rn(count))));
+      }
+      z[id] = v;
+    }
+  }
+  __syncthreads();
+  if (ban_offsets != nullptr && p.ban_stop_ids != 0) {
+    for (int64_t k = ban_offsets[r] + threadIdx.x; k < ban_offsets[r + 1]; k += kThreads) {
+      const int64_t id = ban_ids[k] - id_begin;
+      if (id >= 0 && id < V) z[id] = -INFINITY;
     }
   }
   __syncthreads();

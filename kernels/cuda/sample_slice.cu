@@ -21,6 +21,7 @@ using sample::Before;
 using sample::BestIndices;
 using sample::Candidate;
 using sample::kThreads;
+using sample::ProcessedLogits;
 using sample::RowFirst;
 using sample::RowSum;
 using sample::Shared;
@@ -78,37 +79,10 @@ __global__ void __launch_bounds__(kThreads) SampleSliceKernel(SliceArgs a) {
     }
   }
 
-  // Processed logits (Sample's: copy, penalties with unique ids, ban, temperature).
+  // Processed logits (Sample's: copy, penalties, ban, temperature).
   float* z = a.z + r * V;
-  for (int64_t i = threadIdx.x; i < V; i += kThreads) z[i] = x[i];
-  __syncthreads();
-  const bool rep = rp.repetition_penalty != 1.0f;
-  const bool pres_freq = rp.presence_penalty != 0.0f || rp.frequency_penalty != 0.0f;
-  if (p.penalty_offsets != nullptr && (rep || pres_freq)) {
-    for (int64_t k = p.penalty_offsets[r] + threadIdx.x; k < p.penalty_offsets[r + 1];
-         k += kThreads) {
-      const int64_t id = p.penalty_ids[k] - begin;
-      if (id < 0 || id >= V) continue;
-      float v = z[id];
-      if (rep) {
-        v = v < 0.0f ? __fmul_rn(v, rp.repetition_penalty) : __fdiv_rn(v, rp.repetition_penalty);
-      }
-      const int32_t count = pres_freq ? p.penalty_counts[k] : 0;
-      if (count > 0) {
-        v = __fsub_rn(v, __fadd_rn(rp.presence_penalty,
-                                   __fmul_rn(rp.frequency_penalty, __int2float_rn(count))));
-      }
-      z[id] = v;
-    }
-  }
-  __syncthreads();
-  if (p.ban_offsets != nullptr && rp.ban_stop_ids != 0) {
-    for (int64_t k = p.ban_offsets[r] + threadIdx.x; k < p.ban_offsets[r + 1]; k += kThreads) {
-      const int64_t id = p.ban_ids[k] - begin;
-      if (id >= 0 && id < V) z[id] = -INFINITY;
-    }
-  }
-  __syncthreads();
+  ProcessedLogits(x, z, V, begin, rp, r, p.penalty_offsets, p.penalty_ids, p.penalty_counts,
+                  p.ban_offsets, p.ban_ids);
   if (rp.temperature != 0.0f) {
     for (int64_t i = threadIdx.x; i < V; i += kThreads) z[i] = __fdiv_rn(z[i], rp.temperature);
   }

@@ -64,15 +64,8 @@ class SampleBatch {
   SampleParams Inputs() const {
     SampleParams p;
     p.logits = logits_.data();
-    p.rows = rows();
     p.vocab = vocab_;
-    p.row_params = params_.data();
-    p.penalty_offsets = pen_off_.data();
-    p.penalty_ids = pen_ids_.data();
-    p.penalty_counts = pen_counts_.data();
-    p.ban_offsets = ban_off_.data();
-    p.ban_ids = ban_ids_.data();
-    p.max_logprobs = max_;
+    BindRows(&p);
     return p;
   }
 
@@ -101,16 +94,9 @@ class SampleBatch {
     }
     SampleSliceParams p;
     p.logits = slice_logits->data();
-    p.rows = rows();
     p.vocab = width;
     p.vocab_begin = begin;
-    p.row_params = params_.data();
-    p.penalty_offsets = pen_off_.data();
-    p.penalty_ids = pen_ids_.data();
-    p.penalty_counts = pen_counts_.data();
-    p.ban_offsets = ban_off_.data();
-    p.ban_ids = ban_ids_.data();
-    p.max_logprobs = max_;
+    BindRows(&p);
     return p;
   }
 
@@ -131,6 +117,19 @@ class SampleBatch {
   }
 
  private:
+  // The row inputs both ops share (SampleParams, SampleSliceParams).
+  template <typename Params>
+  void BindRows(Params* p) const {
+    p->rows = rows();
+    p->row_params = params_.data();
+    p->penalty_offsets = pen_off_.data();
+    p->penalty_ids = pen_ids_.data();
+    p->penalty_counts = pen_counts_.data();
+    p->ban_offsets = ban_off_.data();
+    p->ban_ids = ban_ids_.data();
+    p->max_logprobs = max_;
+  }
+
   std::vector<SampleRow> rows_;
   int64_t vocab_;
   int64_t max_;

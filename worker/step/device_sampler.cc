@@ -31,6 +31,17 @@ bool DeviceSampler::UploadBatch(const sampler::SampleBatch& batch) {
          upload(ban_offsets_, batch.ban_offsets) && upload(ban_ids_, batch.ban_ids);
 }
 
+template <typename Params>
+void DeviceSampler::BindBatch(const sampler::SampleBatch& batch, Params* p) {
+  p->rows = batch.size();
+  p->row_params = rows_.data();
+  p->penalty_offsets = penalty_offsets_.data();
+  p->penalty_ids = batch.penalty_ids.empty() ? nullptr : penalty_ids_.data();
+  p->penalty_counts = batch.penalty_counts.empty() ? nullptr : penalty_counts_.data();
+  p->ban_offsets = ban_offsets_.data();
+  p->ban_ids = batch.ban_ids.empty() ? nullptr : ban_ids_.data();
+}
+
 absl::StatusOr<std::vector<std::optional<sampler::SampleOutput>>> DeviceSampler::SampleSlices(
     const float* slice, int64_t vocab_begin, int64_t vocab_local, int64_t vocab, comm::Comm* tp,
     const sampler::SampleBatch& batch) {
@@ -49,15 +60,9 @@ absl::StatusOr<std::vector<std::optional<sampler::SampleOutput>>> DeviceSampler:
   }
   kernels::SampleSliceParams p;
   p.logits = slice;
-  p.rows = n;
   p.vocab = vocab_local;
   p.vocab_begin = vocab_begin;
-  p.row_params = rows_.data();
-  p.penalty_offsets = penalty_offsets_.data();
-  p.penalty_ids = batch.penalty_ids.empty() ? nullptr : penalty_ids_.data();
-  p.penalty_counts = batch.penalty_counts.empty() ? nullptr : penalty_counts_.data();
-  p.ban_offsets = ban_offsets_.data();
-  p.ban_ids = batch.ban_ids.empty() ? nullptr : ban_ids_.data();
+  BindBatch(batch, &p);
   layout.Bind(report_.data(), &p);
   ops_->SampleSlice(p);
 
@@ -101,14 +106,8 @@ absl::StatusOr<std::vector<sampler::SampleOutput>> DeviceSampler::Sample(
   if (!ok) return absl::ResourceExhaustedError("out of backend memory for sampling");
   kernels::SampleParams p;
   p.logits = logits;
-  p.rows = n;
   p.vocab = vocab;
-  p.row_params = rows_.data();
-  p.penalty_offsets = penalty_offsets_.data();
-  p.penalty_ids = batch.penalty_ids.empty() ? nullptr : penalty_ids_.data();
-  p.penalty_counts = batch.penalty_counts.empty() ? nullptr : penalty_counts_.data();
-  p.ban_offsets = ban_offsets_.data();
-  p.ban_ids = batch.ban_ids.empty() ? nullptr : ban_ids_.data();
+  BindBatch(batch, &p);
   p.max_logprobs = k;
   p.token_ids = token_ids_.data();
   p.logprobs = logprobs_.data();

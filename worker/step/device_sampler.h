@@ -32,12 +32,15 @@ class DeviceSampler {
   // on the host otherwise) and merges them. Row i comes back as nullopt when it needs its full
   // logits row (the same rows on every rank). Waits for the backend.
   absl::StatusOr<std::vector<std::optional<sampler::SampleOutput>>> SampleSlices(
-      const float* slice, int64_t vocab_begin, int64_t vocab_local, int64_t vocab,
-      comm::Comm* tp, const sampler::SampleBatch& batch);
+      const float* slice, int64_t vocab_begin, int64_t vocab_local, int64_t vocab, comm::Comm* tp,
+      const sampler::SampleBatch& batch);
 
  private:
   // Uploads the batch's rows and lists; false when the backend is out of memory.
   bool UploadBatch(const sampler::SampleBatch& batch);
+  // Points an op's row inputs (SampleParams, SampleSliceParams) at the uploaded batch.
+  template <typename Params>
+  void BindBatch(const sampler::SampleBatch& batch, Params* p);
   kernels::Ops* ops_;
   kernels::OpsBuffer<kernels::SampleRowParams> rows_;
   kernels::OpsBuffer<int32_t> penalty_offsets_, penalty_ids_, penalty_counts_;

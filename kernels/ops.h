@@ -232,8 +232,8 @@ struct SampleParams {
 // ranks' reports, merged on the host (worker/sampler/vocab_parallel.h), need to give Sample's
 // result for greedy and small top-k rows without gathering the logits. Per row, over the slice
 // (every id global, i.e. slice index + vocab_begin):
-//   max (raw), argmax (lowest id on ties) and sum_exp = Σ exp(x - max) in double (0 when max is
-//     -inf): the parts of the raw log-sum-exp;
+//   max (raw), argmax (lowest id on ties) and sum_exp = Σ exp(x - max), x - max rounded to f32 and
+//     exp and Σ in double, as Sample does (0 when max is -inf): the raw log-sum-exp's parts;
 //   top_ids / top_raw: the n = min(num_logprobs, max_logprobs, vocab) best raw logits by
 //     (x desc, id asc); entries [n, max_logprobs) get id -1 and -inf;
 //   z: Sample's processed logits (penalties and ban as in Sample, for the listed ids inside the

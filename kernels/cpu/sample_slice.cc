@@ -28,7 +28,7 @@ void SampleSlice(const SampleSliceParams& p, int num_threads) {
   const int64_t V = std::max<int64_t>(p.vocab, 0);
   const int64_t begin = p.vocab_begin;
   const int64_t N = std::max<int64_t>(p.max_logprobs, 0);
-  const int64_t C = p.max_candidates;
+  const int64_t C = std::max<int64_t>(p.max_candidates, 0);  // the contract says >= 1
 #pragma omp parallel for num_threads(num_threads) schedule(dynamic, 1) if (p.rows > 1)
   for (int64_t r = 0; r < p.rows; ++r) {
     const float* x = p.logits + r * V;

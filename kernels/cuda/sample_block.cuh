@@ -1,9 +1,11 @@
-// Block-level building blocks of the sampling kernels (sample.cu): order-preserving float keys,
-// the (value desc, id asc) order, block-wide reductions that broadcast their result, an exact
-// radix select and an order-keeping compaction. Every function is called by all threads of a
-// block of kThreads threads (it contains barriers) with the block's shared Shared storage.
+// Block-level building blocks of the sampling kernels (sample.cu, sample_slice.cu):
+// order-preserving float keys, the (value desc, id asc) order, block-wide reductions that
+// broadcast their result, an exact radix select and an order-keeping compaction. Every function is
+// called by all threads of a block of kThreads threads (it contains barriers) with the block's
+// shared Shared storage.
 #pragma once
 
+#include <climits>
 #include <cstdint>
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
@@ -148,12 +150,24 @@ __device__ int64_t OrderedCompact(int64_t n, int64_t limit, const Pred& pred, co
 }
 
 // The n best indices of value_at(0 .. size - 1) by (value desc, index asc), 1 <= n <= size, into
-// out[0 .. n) in that order; on return every thread sees them. Values must not be NaN. Exact: a
-// radix select of the n-th largest key, the indices above it, then the lowest indices equal to
-// it, sorted by one thread (n is small: top logprobs, sampling candidates).
+// out[0 .. n) in that order; on return every thread sees them. Values must not be NaN. Exact:
+// n = 1 is a block reduction; otherwise a radix select of the n-th largest key, the indices
+// above it, then the lowest indices equal to it, ordered by each one's rank among them (one
+// thread per index; one thread sorts when n > kThreads).
 template <typename ValueAt>
 __device__ void BestIndices(const ValueAt& value_at, int64_t size, int64_t n, int32_t* out,
                             Shared& sh) {
+  if (n == 1) {
+    Candidate best{-INFINITY, INT_MAX};
+    for (int64_t i = threadIdx.x; i < size; i += kThreads) {
+      const Candidate c{value_at(i), static_cast<int32_t>(i)};
+      if (Before(c, best)) best = c;
+    }
+    best = RowFirst(best, sh);
+    if (threadIdx.x == 0) out[0] = best.id;
+    __syncthreads();
+    return;
+  }
   const auto key_at = [&](int64_t i) { return Key(value_at(i)); };
   const uint32_t kth = KthLargestKey(key_at, size, n, sh);
   const int64_t above = OrderedCompact(
@@ -162,8 +176,22 @@ __device__ void BestIndices(const ValueAt& value_at, int64_t size, int64_t n, in
   OrderedCompact(
       size, n - above, [&](int64_t i) { return key_at(i) == kth; },
       [&](int64_t slot, int64_t i) { out[above + slot] = static_cast<int32_t>(i); }, sh);
-  // OrderedCompact ends with a barrier: every index written is visible to thread 0.
-  if (threadIdx.x == 0) {
+  // OrderedCompact ends with a barrier: every index written is visible to every thread.
+  if (n <= kThreads) {
+    // The indices are distinct, so (value desc, index asc) is a strict order and the ranks are a
+    // permutation of 0 .. n-1.
+    int32_t mine = -1;
+    int64_t rank = 0;
+    if (threadIdx.x < n) {
+      mine = out[threadIdx.x];
+      const Candidate c{value_at(mine), mine};
+      for (int64_t j = 0; j < n; ++j) {
+        if (Before(Candidate{value_at(out[j]), out[j]}, c)) ++rank;
+      }
+    }
+    __syncthreads();  // every thread has read out[] before any is overwritten
+    if (threadIdx.x < n) out[rank] = mine;
+  } else if (threadIdx.x == 0) {
     for (int64_t j = 1; j < n; ++j) {  // insertion sort by (value desc, index asc)
       const Candidate c{value_at(out[j]), out[j]};
       int64_t k = j;

@@ -320,6 +320,7 @@ absl::Status Olmo3Model::ForwardStage(const ForwardBatch& b, kv::KvCache* cache,
   const int64_t d = config_.hidden_size;
   if (T == 0) {
     out->clear();
+    logit_rows_ = 0;
     return absl::OkStatus();
   }
   OLMO_RETURN_IF_ERROR(Prepare(b, hidden_in));
@@ -377,7 +378,7 @@ absl::StatusOr<const float*> Olmo3Model::ForwardStageLogitSlice(const ForwardBat
     OLMO_RETURN_IF_ERROR(RunGraphed(b, cache, /*gather=*/false));
   } else {
     OLMO_RETURN_IF_ERROR(RunLayers(b, cache));
-    OLMO_RETURN_IF_ERROR(LocalLogits(b));
+    OLMO_RETURN_IF_ERROR(LocalLogits(b, nullptr));
   }
   return proj_.data();
 }
@@ -389,9 +390,9 @@ absl::StatusOr<const float*> Olmo3Model::GatherLogitRows(const std::vector<int32
   }
   for (size_t j = 0; j < rows.size(); ++j) {
     if (rows[j] < 0 || rows[j] >= logit_rows_ || (j > 0 && rows[j] <= rows[j - 1])) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "logit rows to gather must ascend within [0, %d); entry %d is %d", logit_rows_, j,
-          rows[j]));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("logit rows to gather must ascend within [0, %d); entry %d is %d",
+                          logit_rows_, j, rows[j]));
     }
   }
   if (host == nullptr && !ops_->on_device()) {
@@ -474,7 +475,7 @@ absl::Status Olmo3Model::RunGraphed(const ForwardBatch& b, kv::KvCache* cache, b
   auto body = [&]() -> absl::Status {
     OLMO_RETURN_IF_ERROR(RunLayers(b, cache));
     if (!is_last_stage()) return absl::OkStatus();
-    return gather ? Logits(b, nullptr) : LocalLogits(b);
+    return gather ? Logits(b, nullptr) : LocalLogits(b, nullptr);
   };
   const std::array<int64_t, 4> key = {b.num_tokens(), b.max_blocks[0], b.max_blocks[1],
                                       gather ? 1 : 0};
@@ -514,8 +515,8 @@ absl::Status Olmo3Model::RunGraphed(const ForwardBatch& b, kv::KvCache* cache, b
 }
 
 // The last stage's local logits after RunLayers: f32 [R, vocab_local] of b.logit_rows into proj_
-// (the whole vocabulary at tp 1, then into logits_dev_ on device backends).
-absl::Status Olmo3Model::LocalLogits(const ForwardBatch& b) {
+// (the whole vocabulary at tp 1: into logits_dev_ on device backends, into *host on the CPU).
+absl::Status Olmo3Model::LocalLogits(const ForwardBatch& b, std::vector<float>* host) {
   const ModelConfig& c = config_;
   const int64_t R = static_cast<int64_t>(b.logit_rows.size());
   const int64_t d = c.hidden_size;
@@ -526,6 +527,11 @@ absl::Status Olmo3Model::LocalLogits(const ForwardBatch& b) {
   }
   ops_->RmsNorm({final_x_.data(), nullptr, final_norm_.data(), final_x_.data(), R, d,
                  static_cast<float>(c.rms_norm_eps)});
+  if (tp_ == 1 && !ops_->on_device() && host != nullptr) {
+    host->resize(static_cast<size_t>(R * vocab_local_));
+    ops_->Matmul({final_x_.data(), R, lm_head_.get(), host->data()});
+    return absl::OkStatus();
+  }
   kernels::OpsBuffer<float>& out = tp_ == 1 && ops_->on_device() ? logits_dev_ : proj_;
   OLMO_RETURN_IF_ERROR(Resize(out, R * vocab_local_, "logits"));
   ops_->Matmul({final_x_.data(), R, lm_head_.get(), out.data()});
@@ -535,17 +541,16 @@ absl::Status Olmo3Model::LocalLogits(const ForwardBatch& b) {
 // The last stage's logits f32 [R, vocab] of b.logit_rows, after RunLayers: into *host when given,
 // else into logits_dev_ (backend memory; device backends only).
 absl::Status Olmo3Model::Logits(const ForwardBatch& b, std::vector<float>* host) {
-  OLMO_RETURN_IF_ERROR(LocalLogits(b));
+  OLMO_RETURN_IF_ERROR(LocalLogits(b, host));
   if (tp_ > 1) {
     std::vector<int32_t> rows(static_cast<size_t>(logit_rows_));
     std::iota(rows.begin(), rows.end(), 0);
     return GatherRows(rows, host);
   }
+  if (host == nullptr || !ops_->on_device()) return absl::OkStatus();  // CPU: already in *host
   const int64_t n = logit_rows_ * config_.vocab_size;
-  if (host == nullptr) return absl::OkStatus();
   host->resize(static_cast<size_t>(n));
-  const float* src = ops_->on_device() ? logits_dev_.data() : proj_.data();
-  ops_->Copy(host->data(), src, n * static_cast<int64_t>(sizeof(float)));
+  ops_->Copy(host->data(), logits_dev_.data(), n * static_cast<int64_t>(sizeof(float)));
   ops_->Synchronize();
   return absl::OkStatus();
 }

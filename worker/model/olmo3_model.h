@@ -167,7 +167,7 @@ class Olmo3Model {
   std::map<std::array<int64_t, 4>, GraphEntry> graphs_;
   int64_t graph_launches_ = 0;
   absl::Status Logits(const ForwardBatch& batch, std::vector<float>* host);
-  absl::Status LocalLogits(const ForwardBatch& batch);
+  absl::Status LocalLogits(const ForwardBatch& batch, std::vector<float>* host);
   absl::Status GatherRows(const std::vector<int32_t>& rows, std::vector<float>* host);
   int64_t logit_rows_ = 0;  // logit rows of the step being run (set by Prepare)
   void BindBuffers();

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "kernels/cpu/sample_row.h"
 
 namespace olmo::sampler {
@@ -137,6 +138,7 @@ std::optional<SampleOutput> MergeSliceReports(std::span<const SliceReport> repor
 
   // Top raw logprobs: the best reported raw logits over every slice.
   const int64_t want = std::min<int64_t>(std::max(p.num_logprobs, 0), vocab);
+  if (want > reports[0].layout().max_logprobs) return std::nullopt;  // lists too short
   if (want > 0) {
     std::vector<Entry> top;
     for (const SliceReport& rep : reports) {
@@ -146,10 +148,29 @@ std::optional<SampleOutput> MergeSliceReports(std::span<const SliceReport> repor
       }
     }
     std::sort(top.begin(), top.end(), Before);
-    if (static_cast<int64_t>(top.size()) < want) return std::nullopt;  // reports too short
+    if (static_cast<int64_t>(top.size()) < want) return std::nullopt;
     for (int64_t i = 0; i < want; ++i) out.top_logprobs.push_back({top[i].id, top[i].raw - lse});
   }
   return out;
+}
+
+absl::Status CheckSliceReport(const SliceReport& report, int64_t vocab) {
+  const SliceReportLayout& l = report.layout();
+  auto check = [vocab](int32_t id, const char* what, int64_t r) {
+    if (id >= -1 && id < vocab) return absl::OkStatus();
+    return absl::InternalError(absl::StrFormat(
+        "a SampleSlice report has %s id %d for row %d (vocab %d)", what, id, r, vocab));
+  };
+  for (int64_t r = 0; r < l.rows; ++r) {
+    absl::Status st = check(report.argmax(r), "argmax", r);
+    for (int64_t j = 0; st.ok() && j < l.max_logprobs; ++j)
+      st = check(report.top_id(r, j), "top", r);
+    for (int64_t j = 0; st.ok() && j < l.max_candidates; ++j) {
+      st = check(report.cand_id(r, j), "candidate", r);
+    }
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace olmo::sampler

@@ -5,13 +5,16 @@
 // token (the same candidates in the same order, the same top-p / min-p cuts and Philox draw as
 // kernels/cpu/sample_row.h) and the same top logprobs; the log-sum-exp is combined from the
 // slices' parts, so logprobs equal the full row's within float rounding. The other rows (sampling
-// without a top-k, top_k > kMaxSliceTopK, or a tie at a rank's cut-off) need the full row.
+// without a top-k, top_k > kMaxSliceTopK, a tie at the k-th value that a rank may not have
+// reported, or a k-th value of -inf) need the full row.
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <span>
 
+#include "absl/status/status.h"
 #include "kernels/ops.h"
 #include "worker/sampler/sampler.h"
 
@@ -45,20 +48,24 @@ struct SliceReportLayout {
 class SliceReport {
  public:
   SliceReport(const SliceReportLayout& layout, const void* base) : l_(layout), base_(base) {}
-  float max(int64_t r) const { return At<float>(l_.max_at)[r]; }
-  int32_t argmax(int64_t r) const { return At<int32_t>(l_.argmax_at)[r]; }
-  double sum_exp(int64_t r) const { return At<double>(l_.sum_exp_at)[r]; }
-  int32_t top_id(int64_t r, int64_t j) const { return At<int32_t>(l_.top_ids_at)[Top(r, j)]; }
-  float top_raw(int64_t r, int64_t j) const { return At<float>(l_.top_raw_at)[Top(r, j)]; }
-  int32_t cand_id(int64_t r, int64_t j) const { return At<int32_t>(l_.cand_ids_at)[Cand(r, j)]; }
-  float cand_z(int64_t r, int64_t j) const { return At<float>(l_.cand_z_at)[Cand(r, j)]; }
-  float cand_raw(int64_t r, int64_t j) const { return At<float>(l_.cand_raw_at)[Cand(r, j)]; }
+  float max(int64_t r) const { return At<float>(l_.max_at, r); }
+  int32_t argmax(int64_t r) const { return At<int32_t>(l_.argmax_at, r); }
+  double sum_exp(int64_t r) const { return At<double>(l_.sum_exp_at, r); }
+  int32_t top_id(int64_t r, int64_t j) const { return At<int32_t>(l_.top_ids_at, Top(r, j)); }
+  float top_raw(int64_t r, int64_t j) const { return At<float>(l_.top_raw_at, Top(r, j)); }
+  int32_t cand_id(int64_t r, int64_t j) const { return At<int32_t>(l_.cand_ids_at, Cand(r, j)); }
+  float cand_z(int64_t r, int64_t j) const { return At<float>(l_.cand_z_at, Cand(r, j)); }
+  float cand_raw(int64_t r, int64_t j) const { return At<float>(l_.cand_raw_at, Cand(r, j)); }
   const SliceReportLayout& layout() const { return l_; }
 
  private:
+  // Element i of the array at byte `offset` (memcpy: the block is raw bytes).
   template <typename T>
-  const T* At(int64_t offset) const {
-    return reinterpret_cast<const T*>(static_cast<const char*>(base_) + offset);
+  T At(int64_t offset, int64_t i) const {
+    T v;
+    std::memcpy(&v, static_cast<const char*>(base_) + offset + i * static_cast<int64_t>(sizeof(T)),
+                sizeof(T));
+    return v;
   }
   int64_t Top(int64_t r, int64_t j) const { return r * l_.max_logprobs + j; }
   int64_t Cand(int64_t r, int64_t j) const { return r * l_.max_candidates + j; }
@@ -67,9 +74,14 @@ class SliceReport {
 };
 
 // Row `row` (params p) finished from the reports of every rank of the group (reports[r] from tp
-// rank r), over a vocabulary of `vocab` ids; nullopt when the row needs its full logits row.
+// rank r), over a vocabulary of `vocab` ids; nullopt when the row needs its full logits row
+// (also when the reports hold fewer top logprobs or candidates than the row asks for).
 // top_logprobs holds min(p.num_logprobs, vocab) entries, as sampler::Sample gives.
 std::optional<SampleOutput> MergeSliceReports(std::span<const SliceReport> reports, int64_t row,
                                               const kernels::SampleRowParams& p, int64_t vocab);
+
+// Every id in the report inside [-1, vocab) (-1: padding): a check on reports that crossed a
+// backend and a network before their ids are trusted.
+absl::Status CheckSliceReport(const SliceReport& report, int64_t vocab);
 
 }  // namespace olmo::sampler

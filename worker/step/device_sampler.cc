@@ -86,7 +86,10 @@ absl::StatusOr<std::vector<std::optional<sampler::SampleOutput>>> DeviceSampler:
     OLMO_RETURN_IF_ERROR(tp->AllGather(send, layout.bytes, gathered_host_.data()));
   }
   std::vector<sampler::SliceReport> reports;
-  for (int r = 0; r < size; ++r) reports.emplace_back(layout, gathered_host_.data() + r * words);
+  for (int r = 0; r < size; ++r) {
+    reports.emplace_back(layout, gathered_host_.data() + r * words);
+    OLMO_RETURN_IF_ERROR(sampler::CheckSliceReport(reports.back(), vocab));
+  }
   for (int64_t i = 0; i < n; ++i) {
     out[static_cast<size_t>(i)] = sampler::MergeSliceReports(reports, i, batch.rows[i], vocab);
   }

@@ -20,7 +20,8 @@ namespace olmo::step {
 class StepRunner final : public StepExecutor {
  public:
   // device_sampling_ops: sample with the backend's Sample op on logits left in backend memory
-  // (device backends only). Otherwise the logits come to the host and sampler::Sample draws.
+  // (device backends only). Otherwise the logits come to the host and sampler::Sample draws
+  // (on the CPU backend at tp > 1 after the vocab-parallel reports, see below).
   StepRunner(model::Olmo3Model* model, std::unique_ptr<kv::KvCache> cache,
              kernels::Ops* device_sampling_ops = nullptr);
 

@@ -155,5 +155,35 @@ TEST(VocabParallel, EverythingBannedFallsBackToTheRawArgmax) {
   ExpectSame(*got[0], FullRow(row));
 }
 
+// Reports with fewer top logprobs than a row asks for cannot prove its top list: the row comes
+// back for its full logits (ids 0 and 1 are the best two, both in the first slice).
+TEST(VocabParallel, ShortTopListsSendTheRowForItsFullLogits) {
+  Row row;
+  row.logits = {5.0f, 4.0f, 1.0f, 0.0f};
+  row.params.temperature = 0.0f;
+  row.params.num_logprobs = 2;
+  EXPECT_FALSE(MergeSlices({row}, 1, {2, 2})[0].has_value());
+  const auto got = MergeSlices({row}, 2, {2, 2});
+  ASSERT_TRUE(got[0].has_value());
+  ExpectSame(*got[0], FullRow(row));
+}
+
+// Ids outside the vocabulary in a report (a backend or transport fault) are an error, not a token.
+TEST(VocabParallel, ReportIdsOutsideTheVocabularyAreRejected) {
+  const SampleBatch b(kernels::sample_test::MixedRows(50, 3, 2), 4);
+  const SliceReportLayout layout = SliceReportLayout::For(3, 4, 5);
+  std::vector<uint64_t> block(static_cast<size_t>(layout.bytes / 8));
+  std::vector<float> slice;
+  kernels::SampleSliceParams p = b.SliceInputs(10, 30, &slice);
+  layout.Bind(block.data(), &p);
+  kernels::cpu::SampleSlice(p, 1);
+  EXPECT_TRUE(CheckSliceReport(SliceReport(layout, block.data()), 50).ok());
+  EXPECT_FALSE(CheckSliceReport(SliceReport(layout, block.data()), 30).ok());  // ids reach 39
+  p.cand_ids[7] = 50;
+  const absl::Status st = CheckSliceReport(SliceReport(layout, block.data()), 50);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInternal);
+  EXPECT_NE(st.message().find("candidate id 50 for row 1"), std::string::npos) << st;
+}
+
 }  // namespace
 }  // namespace olmo::sampler

@@ -156,7 +156,9 @@ Parallel (launch tp x pp ranks with mpirun; rank 0 prints, see deploy/local/mpir
   --pp N                   pipeline stages (default 1)
   --watchdog-seconds S     a rank stuck in a collective this long aborts the whole group
                            (default 300; 0 disables)
-  --report-ranks           each rank prints its busy time and bytes sent per step (stderr)
+  --report-ranks           each rank prints its busy time and bytes sent per step, and the
+                           last stage how many rows were sampled from vocab-slice reports
+                           (stderr)
   --help                   this text
 
 Output: one JSON object per prompt on stdout, in input order:

@@ -264,6 +264,13 @@ int RunGroup(int* argc, char*** argv, const olmo::tools::GenerateArgs& args,
                  static_cast<long long>(comms->tp->stats().total_bytes_sent() / steps),
                  static_cast<long long>(comms->pp->stats().total_bytes_sent() / steps),
                  static_cast<long long>(comms->world->stats().total_bytes_sent() / steps));
+    if (pc->is_last_stage() && pc->tp > 1) {
+      std::fprintf(stderr,
+                   "rank %d: sampled rows finished from vocab-slice reports %lld, gathered in "
+                   "full %lld\n",
+                   rank, static_cast<long long>(r.slice_sampled_rows()),
+                   static_cast<long long>(r.gathered_rows()));
+    }
   };
   if (rank != 0) {
     absl::Status st = group.Serve();

@@ -51,9 +51,26 @@ absl::StatusOr<std::unique_ptr<NcclComm>> NcclComm::Create(Comm& bootstrap, cuda
     return OLMO_COMM_ERROR(absl::StatusCode::kInvalidArgument,
                            "NcclComm::Create: the bootstrap Comm must take host buffers");
   }
-  ncclUniqueId id{};
-  if (bootstrap.rank() == 0) OLMO_NCCL_RETURN_IF_ERROR(nullptr, ncclGetUniqueId(&id));
-  OLMO_RETURN_IF_ERROR(bootstrap.Broadcast(&id, sizeof(id), 0));
+  // Rank 0 broadcasts the id with whether it got one, so that a failure there fails every rank
+  // instead of leaving the others waiting in the broadcast or in ncclCommInitRank.
+  struct {
+    int32_t ok = 0;
+    ncclUniqueId id{};
+  } boot;
+  ncclResult_t id_rc = ncclSuccess;
+  if (bootstrap.rank() == 0) {
+    id_rc = ncclGetUniqueId(&boot.id);
+    boot.ok = id_rc == ncclSuccess ? 1 : 0;
+  }
+  OLMO_RETURN_IF_ERROR(bootstrap.Broadcast(&boot, sizeof(boot), 0));
+  if (boot.ok == 0) {
+    if (bootstrap.rank() == 0) {
+      return NcclErrorAt(id_rc, nullptr, "ncclGetUniqueId(&boot.id)", __FILE__, __LINE__);
+    }
+    return OLMO_COMM_ERROR(absl::StatusCode::kFailedPrecondition,
+                           "NcclComm::Create: rank 0 could not create the NCCL unique id");
+  }
+  const ncclUniqueId& id = boot.id;
   ncclComm_t comm = nullptr;
   OLMO_NCCL_RETURN_IF_ERROR(nullptr,
                             ncclCommInitRank(&comm, bootstrap.size(), id, bootstrap.rank()));

@@ -1,8 +1,11 @@
 // Failover over loopback (label e2e): two worker groups (tp 2 each) attached; (a) one rank of a
 // group is killed with SIGKILL, (b) a whole group is SIGSTOPped (a hang, caught by missed
-// heartbeats). Every request completes, each stream is continuous (one finish, usage equal to the
-// tokens received) and greedy outputs equal olmo-generate offline: the lost group's requests were
-// recomputed elsewhere and resumed after the tokens already streamed.
+// heartbeats), (c) one rank fails a step alone (an injected error: the group must end itself at
+// once, not when its watchdog catches the other rank waiting in the step). Every request completes,
+// each stream is continuous (one finish, usage equal to the tokens received) and greedy outputs
+// equal olmo-generate offline: the lost group's requests were recomputed elsewhere and resumed
+// after the tokens already streamed.
+#include <cstdlib>
 #include <future>
 #include <random>
 
@@ -28,10 +31,17 @@ void SignalGroup(Process& group, int sig, bool only_one_rank) {
   for (pid_t c : children) kill(c, sig);
 }
 
-void RunFailover(bool hang) {
+enum class Strike { kKillRank, kHangGroup, kStepErrorOnRank };
+
+void RunFailover(Strike strike) {
+  const bool hang = strike == Strike::kHangGroup;
   Cluster c({"--heartbeat-timeout-s", "2", "--step-timeout-s", "10"});
   ASSERT_TRUE(c.ok()) << c.Logs();
-  c.AddGroup(2, 1, "victim", {"--heartbeat-seconds", "0.2"});
+  // The injected error: world rank 1 (a follower) fails the group's step 30, mid-decode. The
+  // variable is set only while the victim's mpirun is spawned (the ranks inherit it).
+  if (strike == Strike::kStepErrorOnRank) setenv("OLMO_FAULT_STEP_ERROR", "1:30", 1);
+  c.AddGroup(2, 1, "victim", {"--heartbeat-seconds", "0.2", "--watchdog-seconds", "120"});
+  unsetenv("OLMO_FAULT_STEP_ERROR");
   ASSERT_TRUE(c.WaitGroups(1)) << c.Logs();  // the victim attaches first: g0
   c.AddGroup(2, 1, "survivor", {"--heartbeat-seconds", "0.2"});
   ASSERT_TRUE(c.WaitGroups(2)) << c.Logs();
@@ -52,9 +62,8 @@ void RunFailover(bool hang) {
   }
   std::vector<std::future<Completion>> futures;
   for (const auto& r : reqs) {
-    futures.push_back(std::async(std::launch::async, [&c, r] {
-      return Generate(c.stub(), r, 180);
-    }));
+    futures.push_back(
+        std::async(std::launch::async, [&c, r] { return Generate(c.stub(), r, 180); }));
   }
   // Strike once both groups are decoding.
   for (int i = 0; i < 100; ++i) {
@@ -62,7 +71,10 @@ void RunFailover(bool hang) {
     if (s.running() >= 8) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  SignalGroup(c.group(0), hang ? SIGSTOP : SIGKILL, /*only_one_rank=*/!hang);
+  const auto struck = std::chrono::steady_clock::now();
+  if (strike != Strike::kStepErrorOnRank) {
+    SignalGroup(c.group(0), hang ? SIGSTOP : SIGKILL, /*only_one_rank=*/!hang);
+  }
 
   std::vector<Completion> got;
   for (auto& f : futures) got.push_back(f.get());
@@ -81,10 +93,25 @@ void RunFailover(bool hang) {
   EXPECT_EQ(s.groups(0).group_id(), "g1");
   EXPECT_EQ(c.Health(), "SERVING");
   if (hang) SignalGroup(c.group(0), SIGKILL, false);
+  if (strike == Strike::kStepErrorOnRank) {
+    // The failed rank aborts the job: mpirun exits non-zero long before the 120 s watchdog.
+    const int rc = c.group(0).Wait(30);
+    const double s_after =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - struck).count();
+    EXPECT_GT(rc, 0) << "victim group still running (or killed by a signal) " << s_after
+                     << " s after the strike\n"
+                     << c.Logs();
+    EXPECT_LT(s_after, 60.0);
+    EXPECT_NE(c.group(0).Tail().find("rank 1: injected fault at step 30"), std::string::npos)
+        << c.Logs();
+  }
 }
 
-TEST(FailoverE2E, KilledRankRequestsCompleteElsewhere) { RunFailover(/*hang=*/false); }
-TEST(FailoverE2E, HungGroupRequestsCompleteElsewhere) { RunFailover(/*hang=*/true); }
+TEST(FailoverE2E, KilledRankRequestsCompleteElsewhere) { RunFailover(Strike::kKillRank); }
+TEST(FailoverE2E, HungGroupRequestsCompleteElsewhere) { RunFailover(Strike::kHangGroup); }
+TEST(FailoverE2E, StepErrorOnOneRankEndsGroupRequestsCompleteElsewhere) {
+  RunFailover(Strike::kStepErrorOnRank);
+}
 
 TEST(FailoverE2E, RequestsWaitForAGroupThenUnavailableAtDeadline) {
   Cluster c;

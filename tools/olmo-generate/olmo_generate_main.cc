@@ -1,18 +1,18 @@
 // olmo-generate: offline generation over the engine, on one process or on a tp x pp worker group
 // under mpirun (rank 0 prints). See --help.
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
-#include <chrono>
 #include <map>
 #include <thread>
 
 #include "absl/strings/str_format.h"
 #include "common/parallel_config.h"
+#include "coordinator/engine/engine.h"
 #include "coordinator/tokenizer/chat_template.h"
 #include "coordinator/tokenizer/tokenizer.h"
-#include "coordinator/engine/engine.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
@@ -58,8 +58,8 @@ absl::Status CheckPrompts(const olmo::tools::GenerateArgs& args, const olmo::Mod
     }
     if (static_cast<int64_t>(p.prompt_ids.size()) + p.max_tokens > config.max_position_embeddings) {
       return absl::InvalidArgumentError(absl::StrFormat(
-          "prompt %d: max_tokens: prompt (%d tokens) + max_tokens (%d) exceeds max_model_len %d",
-          i, p.prompt_ids.size(), p.max_tokens, config.max_position_embeddings));
+          "prompt %d: max_tokens: prompt (%d tokens) + max_tokens (%d) exceeds max_model_len %d", i,
+          p.prompt_ids.size(), p.max_tokens, config.max_position_embeddings));
     }
   }
   return absl::OkStatus();
@@ -181,9 +181,9 @@ int Generate(const olmo::tools::GenerateArgs& args, const olmo::ModelConfig& con
   const auto& stats = engine.scheduler().stats();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  spdlog::info("done: {} steps in {:.3f} s, {} chunked prefills, {} preemptions, steps in flight: {}",
-               stats.steps, seconds, stats.chunked_prefills, stats.preemptions,
-               engine.max_in_flight_seen());
+  spdlog::info(
+      "done: {} steps in {:.3f} s, {} chunked prefills, {} preemptions, steps in flight: {}",
+      stats.steps, seconds, stats.chunked_prefills, stats.preemptions, engine.max_in_flight_seen());
   for (size_t i = 0; i < outputs.size(); ++i) {
     nlohmann::ordered_json j;
     j["prompt_ids"] = args.prompts[i].prompt_ids;
@@ -248,22 +248,22 @@ int RunGroup(int* argc, char*** argv, const olmo::tools::GenerateArgs& args,
   for (int r = 0; r < pc->world_size(); ++r) {
     if (ok[r] == 0) return r == rank ? Fail(worker.status()) : 1;
   }
-  olmo::step::GroupRunner group((*worker)->runner.get(), *pc, comms->world.get(),
-                                comms->tp.get(), comms->pp.get(), config.hidden_size,
-                                args.watchdog_s);
+  olmo::step::GroupRunner group((*worker)->runner.get(), *pc, comms->world.get(), comms->tp.get(),
+                                comms->pp.get(), config.hidden_size, args.watchdog_s);
   // Per-rank figures for benchmarks: busy time and bytes sent per step by each communicator.
   auto report = [&]() {
     const auto& r = *(*worker)->runner;
     int64_t steps = std::max<int64_t>(1, r.steps_executed());
-    std::fprintf(stderr,
-                 "rank %d (stage %d, tp %d, layers %lld-%lld): %lld steps, %lld tokens, busy %.3f s; "
-                 "bytes sent per step: tp %lld, pipeline %lld, world %lld\n",
-                 rank, pc->pp_rank(), pc->tp_rank(), static_cast<long long>(o.model.layer_begin),
-                 static_cast<long long>(o.model.layer_end - 1), static_cast<long long>(r.steps_executed()),
-                 static_cast<long long>(r.tokens_executed()), r.busy_seconds(),
-                 static_cast<long long>(comms->tp->stats().total_bytes_sent() / steps),
-                 static_cast<long long>(comms->pp->stats().total_bytes_sent() / steps),
-                 static_cast<long long>(comms->world->stats().total_bytes_sent() / steps));
+    std::fprintf(
+        stderr,
+        "rank %d (stage %d, tp %d, layers %lld-%lld): %lld steps, %lld tokens, busy %.3f s; "
+        "bytes sent per step: tp %lld, pipeline %lld, world %lld\n",
+        rank, pc->pp_rank(), pc->tp_rank(), static_cast<long long>(o.model.layer_begin),
+        static_cast<long long>(o.model.layer_end - 1), static_cast<long long>(r.steps_executed()),
+        static_cast<long long>(r.tokens_executed()), r.busy_seconds(),
+        static_cast<long long>(comms->tp->stats().total_bytes_sent() / steps),
+        static_cast<long long>(comms->pp->stats().total_bytes_sent() / steps),
+        static_cast<long long>(comms->world->stats().total_bytes_sent() / steps));
     if (pc->is_last_stage() && pc->tp > 1) {
       std::fprintf(stderr,
                    "rank %d: sampled rows finished from vocab-slice reports %lld, gathered in "
@@ -275,11 +275,15 @@ int RunGroup(int* argc, char*** argv, const olmo::tools::GenerateArgs& args,
   if (rank != 0) {
     absl::Status st = group.Serve();
     if (args.report_ranks) report();
+    if (!st.ok() && group.step_failed()) olmo::comm::AbortWorld(st.ToString());
     return st.ok() ? 0 : Fail(st);
   }
   spdlog::info("worker group: tp {} x pp {} ({} ranks)", pc->tp, pc->pp, pc->world_size());
   olmo::step::GroupExecutor executor(&group, (*worker)->runner->info(), pc->pp);
   int rc = Generate(args, config, (*worker)->fingerprint, &executor);
+  if (group.step_failed() && pc->world_size() > 1) {
+    olmo::comm::AbortWorld("a step failed on the leader; the other ranks may be inside it");
+  }
   absl::Status st = group.Shutdown();
   if (args.report_ranks) report();
   if (!st.ok() && rc == 0) return Fail(st);

@@ -2,6 +2,9 @@
 // or `srun --mpi=pmix`. Rank 0 (the leader) dials the coordinator, attaches (version, tp/pp,
 // model fingerprint, shared secret), shares the shard plan with every rank, and once all ranks
 // have loaded their slice it streams: plans in, results and heartbeats out. See --help.
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -9,10 +12,6 @@
 #include <cstdio>
 #include <mutex>
 #include <thread>
-
-#include <unistd.h>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_format.h"
 #include "common/parallel_config.h"
@@ -57,15 +56,14 @@ std::atomic<int64_t> g_term_ns{0};  // steady-clock time of the first SIGTERM/SI
 
 void OnTerm(int) {
   int64_t zero = 0;
-  g_term_ns.compare_exchange_strong(
-      zero, std::chrono::steady_clock::now().time_since_epoch().count());
+  g_term_ns.compare_exchange_strong(zero,
+                                    std::chrono::steady_clock::now().time_since_epoch().count());
 }
 
 int Fail(const std::string& message) {
   std::fprintf(stderr, "olmo-worker: error: %s\n", message.c_str());
   return 1;
 }
-
 
 // The coordinator's control address: --coordinator, or the "control" field of the address file
 // the coordinator writes, waiting up to --wait-seconds for it to appear.
@@ -82,9 +80,9 @@ absl::StatusOr<std::string> ControlAddress(const Args& a) {
       }
     }
     if (std::chrono::steady_clock::now() > until) {
-      return absl::DeadlineExceededError(absl::StrFormat(
-          "--coordinator-file %s: no coordinator address after %.0f s", a.coordinator_file,
-          a.wait_seconds));
+      return absl::DeadlineExceededError(
+          absl::StrFormat("--coordinator-file %s: no coordinator address after %.0f s",
+                          a.coordinator_file, a.wait_seconds));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
@@ -265,11 +263,13 @@ int main(int argc, char** argv) {
   auto parsed = flags.Parse(argc, argv);
   if (!parsed.ok()) return Fail(std::string(parsed.status().message()));
   if (a.help) {
-    std::printf("olmo-worker: one rank of an Olmo Serve worker group.\n\n"
-                "  mpirun -n TP*PP olmo-worker --model DIR --tp TP --pp PP --coordinator H:P\n"
-                "  srun --mpi=pmix -n TP*PP olmo-worker ... --coordinator-file FILE\n\n"
-                "SIGTERM is deferred: the group serves until the coordinator's Shutdown or\n"
-                "--term-grace-seconds.\n\nFlags:\n%s", flags.Help().c_str());
+    std::printf(
+        "olmo-worker: one rank of an Olmo Serve worker group.\n\n"
+        "  mpirun -n TP*PP olmo-worker --model DIR --tp TP --pp PP --coordinator H:P\n"
+        "  srun --mpi=pmix -n TP*PP olmo-worker ... --coordinator-file FILE\n\n"
+        "SIGTERM is deferred: the group serves until the coordinator's Shutdown or\n"
+        "--term-grace-seconds.\n\nFlags:\n%s",
+        flags.Help().c_str());
     return 0;
   }
   if (a.model_dir.empty()) return Fail("--model is required (see --help)");
@@ -375,8 +375,8 @@ int main(int argc, char** argv) {
   if (a.kv_cache_mib == 0) o.kv_memory_fraction = plan.kv_memory_fraction();
   o.max_tokens_per_step = plan.max_tokens_per_step();
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  o.ops.num_threads = a.threads > 0 ? static_cast<int>(a.threads)
-                                    : std::max(1, cores / pc->world_size());
+  o.ops.num_threads =
+      a.threads > 0 ? static_cast<int>(a.threads) : std::max(1, cores / pc->world_size());
   auto factory = olmo::tools::MakeOpsFactory(a.device, olmo::tools::LocalRank());
   if (factory.ok()) {
     o.make_ops = *factory;
@@ -388,8 +388,7 @@ int main(int argc, char** argv) {
   o.model.tp = pc->tp;
   o.model.tp_rank = pc->tp_rank();
   o.model.collectives = comms->tp.get();
-  auto collectives =
-      olmo::tools::MakeCollectivesFactory(a.collectives, a.device, comms->tp.get());
+  auto collectives = olmo::tools::MakeCollectivesFactory(a.collectives, a.device, comms->tp.get());
   if (!collectives.ok()) return rank == 0 ? Fail(std::string(collectives.status().message())) : 1;
   o.make_collectives = *collectives;
   if (a.sampling != "host" && a.sampling != "device") {
@@ -429,15 +428,19 @@ int main(int argc, char** argv) {
   }
   info.block_size = o.block_size;
   info.vocab_size = config->vocab_size;
-  olmo::step::GroupRunner group((*worker)->runner.get(), *pc, comms->world.get(),
-                                comms->tp.get(), comms->pp.get(), config->hidden_size,
-                                a.watchdog_seconds);
+  olmo::step::GroupRunner group((*worker)->runner.get(), *pc, comms->world.get(), comms->tp.get(),
+                                comms->pp.get(), config->hidden_size, a.watchdog_seconds);
   if (rank != 0) {
     absl::Status st = group.Serve();
+    if (!st.ok() && group.step_failed()) olmo::comm::AbortWorld(st.ToString());
     return st.ok() ? 0 : Fail(std::string(st.message()));
   }
   olmo::step::GroupExecutor executor(&group, info, pc->pp);
   int rc = Lead(a, stub.get(), plan.group_id(), &executor, info);
+  // The coordinator already has the failed step's status (Lead sent it); end the group now.
+  if (group.step_failed() && pc->world_size() > 1) {
+    olmo::comm::AbortWorld("a step failed on the leader; the other ranks may be inside it");
+  }
   absl::Status st = group.Shutdown();
   if (!st.ok() && rc == 0) return Fail(std::string(st.message()));
   return rc;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -95,6 +96,16 @@ std::shared_ptr<Watchdog> MakeAbortingWatchdog(int world_rank, double poll_inter
     std::fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, 1);
   });
+}
+
+void AbortWorld(std::string_view why) {
+  spdlog::critical("aborting the worker group: {}", why);
+  spdlog::default_logger()->flush();
+  std::fprintf(stderr, "aborting the worker group: %.*s\n", static_cast<int>(why.size()),
+               why.data());
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, 1);
+  std::abort();  // MPI_Abort does not return; this keeps [[noreturn]] true if it ever does
 }
 
 ScopedCommTimeout::ScopedCommTimeout(double timeout_s)

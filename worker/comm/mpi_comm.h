@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "common/parallel_config.h"
@@ -60,6 +61,12 @@ absl::Status MpiErrorAt(int rc, const char* call, const char* file, int line);
 // A Watchdog whose hang action logs the report (spdlog critical and stderr) and calls
 // MPI_Abort(MPI_COMM_WORLD, 1): the whole job exits non-zero.
 std::shared_ptr<Watchdog> MakeAbortingWatchdog(int world_rank, double poll_interval_s = 0.1);
+
+// Ends the whole MPI job now: logs `why` (spdlog critical and stderr) and calls
+// MPI_Abort(MPI_COMM_WORLD, 1); does not return. For a rank whose step failed while its peers may
+// be inside a collective of that step: returning (MPI_Finalize) would leave them, and the job,
+// waiting until their watchdog fires.
+[[noreturn]] void AbortWorld(std::string_view why);
 
 // Overrides, for the calling thread and the lifetime of the object, the watchdog timeout of
 // every MpiComm call (seconds; <= 0 means unwatched). Scopes nest.

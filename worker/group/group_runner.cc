@@ -1,8 +1,14 @@
 #include "worker/group/group_runner.h"
 
+#include <cstdlib>
+#include <utility>
+
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "common/plan_codec.h"
 #include "common/status_macros.h"
+#include "spdlog/spdlog.h"
 #include "worker/comm/mpi_comm.h"
 
 namespace olmo::step {
@@ -20,13 +26,33 @@ int64_t PlanTokens(const StepPlan& plan) {
   return n;
 }
 
+// OLMO_FAULT_STEP_ERROR="RANK:STEP": the step this rank must fail, -1 if none (or unparsable).
+int64_t FaultStep(int rank) {
+  const char* env = std::getenv("OLMO_FAULT_STEP_ERROR");
+  if (env == nullptr) return -1;
+  std::pair<std::string, std::string> parts = absl::StrSplit(env, absl::MaxSplits(':', 1));
+  int fault_rank = 0;
+  int64_t step = 0;
+  if (!absl::SimpleAtoi(parts.first, &fault_rank) || !absl::SimpleAtoi(parts.second, &step)) {
+    spdlog::warn("ignoring OLMO_FAULT_STEP_ERROR='{}': expected RANK:STEP", env);
+    return -1;
+  }
+  return fault_rank == rank ? step : -1;
+}
+
 }  // namespace
 
 GroupRunner::GroupRunner(StepRunner* runner, const ParallelConfig& config, comm::Comm* world,
                          comm::Comm* tp, comm::Comm* pipeline, int64_t hidden_size,
                          double step_timeout_s)
-    : runner_(runner), config_(config), world_(world), tp_(tp), pipeline_(pipeline),
-      hidden_size_(hidden_size), step_timeout_s_(step_timeout_s) {
+    : runner_(runner),
+      config_(config),
+      world_(world),
+      tp_(tp),
+      pipeline_(pipeline),
+      hidden_size_(hidden_size),
+      step_timeout_s_(step_timeout_s),
+      fault_step_(FaultStep(config.rank)) {
   if (config_.rank == 0 && config_.pp > 1) receiver_ = std::thread([this] { ReceiveResults(); });
 }
 
@@ -59,7 +85,18 @@ void GroupRunner::ReceiveResults() {
 
 absl::StatusOr<StepResult> GroupRunner::RunAndForward(const StepPlan& plan,
                                                       const std::string& encoded) {
+  absl::StatusOr<StepResult> result = RunAndForwardUnchecked(plan, encoded);
+  if (!result.ok() || !result->status.ok()) step_failed_ = true;
+  return result;
+}
+
+absl::StatusOr<StepResult> GroupRunner::RunAndForwardUnchecked(const StepPlan& plan,
+                                                               const std::string& encoded) {
   world_->SetStepId(plan.step_id);
+  if (plan.step_id == fault_step_) {
+    return absl::InternalError(absl::StrFormat(
+        "rank %d: injected fault at step %d (OLMO_FAULT_STEP_ERROR)", config_.rank, plan.step_id));
+  }
   const float* in = config_.is_first_stage() ? nullptr : hidden_in_.data();
   OLMO_ASSIGN_OR_RETURN(StepResult result, runner_->ExecuteStage(plan, in, &hidden_out_));
   if (!config_.is_last_stage()) {
@@ -68,14 +105,18 @@ absl::StatusOr<StepResult> GroupRunner::RunAndForward(const StepPlan& plan,
     int64_t n = static_cast<int64_t>(encoded.size());
     OLMO_RETURN_IF_ERROR(pipeline_->Send(&n, sizeof(n), next, kTagPlan));
     OLMO_RETURN_IF_ERROR(pipeline_->Send(encoded.data(), n, next, kTagPlan));
-    OLMO_RETURN_IF_ERROR(pipeline_->Send(
-        hidden_out_.data(), static_cast<int64_t>(hidden_out_.size() * sizeof(float)), next,
-        kTagHidden));
+    OLMO_RETURN_IF_ERROR(pipeline_->Send(hidden_out_.data(),
+                                         static_cast<int64_t>(hidden_out_.size() * sizeof(float)),
+                                         next, kTagHidden));
   }
   return result;
 }
 
 absl::Status GroupRunner::Submit(const StepPlan& plan) {
+  if (step_failed_) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("step %d not run: an earlier step failed on this rank", plan.step_id));
+  }
   std::string encoded = EncodePlan(plan);
   int64_t n = static_cast<int64_t>(encoded.size());
   OLMO_RETURN_IF_ERROR(tp_->Broadcast(&n, sizeof(n), 0));
@@ -137,9 +178,9 @@ absl::Status GroupRunner::Serve() {
     OLMO_ASSIGN_OR_RETURN(StepPlan plan, DecodePlan(encoded));
     if (!config_.is_first_stage()) {
       hidden_in_.resize(static_cast<size_t>(PlanTokens(plan) * hidden_size_));
-      OLMO_RETURN_IF_ERROR(pipeline_->Recv(
-          hidden_in_.data(), static_cast<int64_t>(hidden_in_.size() * sizeof(float)),
-          config_.pp_rank() - 1, kTagHidden));
+      OLMO_RETURN_IF_ERROR(pipeline_->Recv(hidden_in_.data(),
+                                           static_cast<int64_t>(hidden_in_.size() * sizeof(float)),
+                                           config_.pp_rank() - 1, kTagHidden));
     }
     absl::StatusOr<StepResult> result;
     {
@@ -153,6 +194,8 @@ absl::Status GroupRunner::Serve() {
       OLMO_RETURN_IF_ERROR(world_->Send(&len, sizeof(len), 0, kTagResult));
       OLMO_RETURN_IF_ERROR(world_->Send(out.data(), len, 0, kTagResult));
     }
+    // A failed step ends the group: its ranks no longer agree on what ran.
+    if (!result->status.ok()) return result->status;
   }
 }
 

@@ -7,6 +7,7 @@
 //    the engine) are in flight, each stage working on a different one.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -29,6 +30,9 @@ class GroupRunner {
   // pipeline: this tp_rank's stages (rank = pp_rank). hidden_size: floats per token between
   // stages. step_timeout_s: the watchdog timeout of a follower's communication during a step
   // (waiting for the next plan is unbounded); <= 0 disables it.
+  // Fault injection for tests: the environment variable OLMO_FAULT_STEP_ERROR="RANK:STEP" makes
+  // world rank RANK fail step STEP with an InternalError before running it, as an error on one
+  // rank alone (an out-of-memory, a device fault) would.
   GroupRunner(StepRunner* runner, const ParallelConfig& config, comm::Comm* world, comm::Comm* tp,
               comm::Comm* pipeline, int64_t hidden_size, double step_timeout_s);
   ~GroupRunner();
@@ -41,11 +45,17 @@ class GroupRunner {
   absl::Status Shutdown();
   // Followers: executes plans until the leader's Shutdown().
   absl::Status Serve();
+  // Whether a step failed on this rank (its stage, or a plan/hidden-state transfer). The peers
+  // may then be waiting in a collective of that step, so the group cannot be shut down in order:
+  // the caller ends the job (comm::AbortWorld) instead of calling Shutdown or returning.
+  bool step_failed() const { return step_failed_.load(); }
 
  private:
   // Runs this rank's stage (hidden states from the previous stage in hidden_in_) and forwards
   // plan + hidden states to the next stage. Returns the result on the last stage.
   absl::StatusOr<StepResult> RunAndForward(const StepPlan& plan, const std::string& encoded);
+  absl::StatusOr<StepResult> RunAndForwardUnchecked(const StepPlan& plan,
+                                                    const std::string& encoded);
   absl::Status ForwardShutdown();
   void ReceiveResults();  // leader's receiver thread (pp > 1)
 
@@ -56,6 +66,8 @@ class GroupRunner {
   comm::Comm* pipeline_;
   int64_t hidden_size_;
   double step_timeout_s_;
+  int64_t fault_step_ = -1;
+  std::atomic<bool> step_failed_{false};  // OLMO_FAULT_STEP_ERROR's step on this rank, -1 = none
   std::vector<float> hidden_in_, hidden_out_;
 
   // Leader: results in submission order.

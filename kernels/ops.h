@@ -245,8 +245,8 @@ struct SampleParams {
 struct SampleSliceParams {
   const float* logits = nullptr;  // f32 [rows, vocab]: the slice's columns, raw
   int64_t rows = 0;
-  int64_t vocab = 0;        // slice width, < 2^31
-  int64_t vocab_begin = 0;  // global id of column 0
+  int64_t vocab = 0;                            // slice width, < 2^31
+  int64_t vocab_begin = 0;                      // global id of column 0
   const SampleRowParams* row_params = nullptr;  // [rows]
   // Penalty and ban lists as in SampleParams, with global ids (those outside the slice ignored).
   const int32_t* penalty_offsets = nullptr;  // i32 [rows + 1] or null
@@ -254,13 +254,13 @@ struct SampleSliceParams {
   const int32_t* penalty_counts = nullptr;
   const int32_t* ban_offsets = nullptr;  // i32 [rows + 1] or null
   const int32_t* ban_ids = nullptr;
-  int64_t max_logprobs = 0;    // row stride of top_ids / top_raw
-  int64_t max_candidates = 1;  // >= 1, row stride of cand_*
-  float* max = nullptr;        // f32 [rows]
-  int32_t* argmax = nullptr;   // i32 [rows]
-  double* sum_exp = nullptr;   // f64 [rows]
-  int32_t* top_ids = nullptr;  // i32 [rows, max_logprobs] (null when max_logprobs 0)
-  float* top_raw = nullptr;    // f32 [rows, max_logprobs] (null when max_logprobs 0)
+  int64_t max_logprobs = 0;     // row stride of top_ids / top_raw
+  int64_t max_candidates = 1;   // >= 1, row stride of cand_*
+  float* max = nullptr;         // f32 [rows]
+  int32_t* argmax = nullptr;    // i32 [rows]
+  double* sum_exp = nullptr;    // f64 [rows]
+  int32_t* top_ids = nullptr;   // i32 [rows, max_logprobs] (null when max_logprobs 0)
+  float* top_raw = nullptr;     // f32 [rows, max_logprobs] (null when max_logprobs 0)
   int32_t* cand_ids = nullptr;  // i32 [rows, max_candidates]
   float* cand_z = nullptr;      // f32 [rows, max_candidates]
   float* cand_raw = nullptr;    // f32 [rows, max_candidates]
@@ -311,7 +311,12 @@ class Ops {
                   static_cast<const char*>(src) + r * src_pitch, static_cast<size_t>(width));
     }
   }
-  virtual void Synchronize() {}
+  // Waits for the work queued on the backend, and returns the first error an op or copy met
+  // since the previous Synchronize (CUDA: launch and copy errors, a failed workspace allocation,
+  // an unsupported shape, a kernel fault). Ops return void so that they can be enqueued and
+  // captured without a host round trip; this is where their failures surface, so the step that
+  // contained them fails instead of returning stale outputs. The CPU backend has none.
+  [[nodiscard]] virtual absl::Status Synchronize() { return absl::OkStatus(); }
   // Free backend memory in bytes (cudaMemGetInfo on CUDA); 0 when unknown (host memory).
   virtual int64_t free_memory_bytes() { return 0; }
 

@@ -1,7 +1,8 @@
 // CudaOps: the Ops interface over the CUDA kernels and cuBLASLt (contract in cuda_ops.h). Owns
 // the stream (unless given one), the GEMM engine, the attention split-K workspace, the sampling
-// workspace and the device copies of RoPE tables. Ops return void, so an enqueue error is logged
-// (critical) with the op's name; the caller's next synchronizing call also reports it.
+// workspace and the device copies of RoPE tables. Ops return void, so an op's error (an enqueue or
+// launch error, a workspace allocation, an unsupported shape) is logged (critical) with the op's
+// name and kept: the next Synchronize returns the first one, and the caller fails the step.
 #include "kernels/cuda/cuda_ops.h"
 
 #include <algorithm>
@@ -9,8 +10,11 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/cuda/launch_geometry.h"
@@ -18,13 +22,6 @@
 
 namespace olmo::kernels {
 namespace {
-
-void LogIfError(const absl::Status& st, const char* op) {
-  if (!st.ok()) spdlog::critical("CUDA {}: {}", op, st.ToString());
-}
-
-// Kernel launches report configuration errors through cudaGetLastError (no synchronization).
-void CheckLaunch(const char* op) { LogIfError(OLMO_CUDA_STATUS(cudaGetLastError()), op); }
 
 class CudaOps final : public Ops {
  public:
@@ -99,8 +96,9 @@ class CudaOps final : public Ops {
     // The tiled kernel reads f32 tiles only: a bf16 cache runs on the warp kernel.
     if (!tiled_attention_ || p.cache.dtype != DType::kF32) {
       if (p.cache.head_dim > 256) {
-        spdlog::critical("CUDA Attention: head_dim {} > 256 is not supported", p.cache.head_dim);
-        return;
+        return LogIfError(absl::InvalidArgumentError(absl::StrFormat(
+                              "head_dim %d > 256 is not supported", p.cache.head_dim)),
+                          "Attention");
       }
       cuda::AttentionWarp(p, stream_);
       CheckLaunch("Attention");
@@ -111,11 +109,12 @@ class CudaOps final : public Ops {
         p.num_tokens, p.num_heads, c.kv_heads, c.head_dim,
         cuda::AttentionMaxContext(p.max_blocks, c.block_size, p.window), num_sms_);
     if (!geo.supported) {
-      spdlog::critical(
-          "CUDA Attention: unsupported shape (heads {}, kv heads {}, head_dim {}: "
-          "head_dim must be a multiple of 4 and at most {})",
-          p.num_heads, c.kv_heads, c.head_dim, cuda::kAttentionMaxHeadDim);
-      return;
+      return LogIfError(
+          absl::InvalidArgumentError(absl::StrFormat(
+              "unsupported shape (heads %d, kv heads %d, head_dim %d: head_dim must be a "
+              "multiple of 4 and at most %d)",
+              p.num_heads, c.kv_heads, c.head_dim, cuda::kAttentionMaxHeadDim)),
+          "Attention");
     }
     if (geo.partial_floats > partial_floats_) {
       // Grow-only, like the GEMM workspace: warm up with the largest step before graph capture.
@@ -124,7 +123,7 @@ class CudaOps final : public Ops {
       partial_floats_ = 0;
       absl::Status st = OLMO_CUDA_STATUS(
           cudaMalloc(&partials_, static_cast<size_t>(geo.partial_floats) * sizeof(float)));
-      if (!st.ok()) return LogIfError(st, "Attention");
+      if (!st.ok()) return AllocFailed(st, "Attention");
       partial_floats_ = geo.partial_floats;
     }
     cuda::Attention(p, geo, partials_, stream_);
@@ -148,7 +147,7 @@ class CudaOps final : public Ops {
       sample_bytes_ = 0;
       absl::Status st =
           OLMO_CUDA_STATUS(cudaMalloc(&sample_workspace_, static_cast<size_t>(*bytes)));
-      if (!st.ok()) return LogIfError(st, "Sample");
+      if (!st.ok()) return AllocFailed(st, "Sample");
       sample_bytes_ = *bytes;
     }
     LogIfError(cuda::Sample(p, sample_workspace_, sample_bytes_, stream_), "Sample");
@@ -161,7 +160,7 @@ class CudaOps final : public Ops {
       slice_workspace_ = nullptr;
       slice_bytes_ = 0;
       absl::Status st = OLMO_CUDA_STATUS(cudaMalloc(&slice_workspace_, static_cast<size_t>(bytes)));
-      if (!st.ok()) return LogIfError(st, "SampleSlice");
+      if (!st.ok()) return AllocFailed(st, "SampleSlice");
       slice_bytes_ = bytes;
     }
     LogIfError(cuda::SampleSlice(p, slice_workspace_, slice_bytes_, stream_), "SampleSlice");
@@ -195,11 +194,11 @@ class CudaOps final : public Ops {
   void Copy2D(void* dst, int64_t dst_pitch, const void* src, int64_t src_pitch, int64_t width,
               int64_t rows) override {
     if (width > 0 && rows > 0) {
-      LogIfError(OLMO_CUDA_STATUS(cudaMemcpy2DAsync(
-                     dst, static_cast<size_t>(dst_pitch), src, static_cast<size_t>(src_pitch),
-                     static_cast<size_t>(width), static_cast<size_t>(rows), cudaMemcpyDefault,
-                     stream_)),
-                 "Copy2D");
+      LogIfError(
+          OLMO_CUDA_STATUS(cudaMemcpy2DAsync(
+              dst, static_cast<size_t>(dst_pitch), src, static_cast<size_t>(src_pitch),
+              static_cast<size_t>(width), static_cast<size_t>(rows), cudaMemcpyDefault, stream_)),
+          "Copy2D");
     }
   }
   void Zero(void* p, int64_t bytes) override {
@@ -235,8 +234,8 @@ class CudaOps final : public Ops {
   }
   void LaunchGraph(int64_t handle) override {
     if (handle < 0 || handle >= static_cast<int64_t>(graphs_.size())) {
-      spdlog::critical("LaunchGraph: no graph {}", handle);
-      return;
+      return LogIfError(absl::InvalidArgumentError(absl::StrCat("no graph ", handle)),
+                        "LaunchGraph");
     }
     LogIfError(OLMO_CUDA_STATUS(cudaGraphLaunch(graphs_[handle], stream_)), "LaunchGraph");
   }
@@ -244,11 +243,32 @@ class CudaOps final : public Ops {
     for (cudaGraphExec_t g : graphs_) cudaGraphExecDestroy(g);
     graphs_.clear();
   }
-  void Synchronize() override {
+  absl::Status Synchronize() override {
     LogIfError(OLMO_CUDA_STATUS(cudaStreamSynchronize(stream_)), "Synchronize");
+    std::lock_guard<std::mutex> lock(error_mu_);
+    return std::exchange(first_error_, absl::OkStatus());
   }
 
  private:
+  // An op's failure: logged, and kept (the first since the last Synchronize) for Synchronize to
+  // return, so the step fails instead of reading whatever its output buffers held before.
+  void LogIfError(const absl::Status& st, const char* op) {
+    if (st.ok()) return;
+    spdlog::critical("CUDA {}: {}", op, st.ToString());
+    std::lock_guard<std::mutex> lock(error_mu_);
+    if (first_error_.ok()) {
+      first_error_ = absl::Status(st.code(), absl::StrCat("CUDA ", op, ": ", st.message()));
+    }
+  }
+  // Kernel launches report configuration errors through cudaGetLastError (no synchronization).
+  void CheckLaunch(const char* op) { LogIfError(OLMO_CUDA_STATUS(cudaGetLastError()), op); }
+  // A failed cudaMalloc is returned by the next cudaGetLastError too: clear it here, so a later
+  // CheckLaunch does not report it again under another op's name.
+  void AllocFailed(const absl::Status& st, const char* op) {
+    cudaGetLastError();
+    LogIfError(st, op);
+  }
+
   // The device copy of a RoPE table (f32 [head_dim / 2]), made on first use with a synchronous
   // copy, once per table. Keyed by the table's address but checked by content: a table freed
   // and another built at the same address (a test loop, a reloaded model) must not reuse the
@@ -269,7 +289,7 @@ class CudaOps final : public Ops {
     }
     if (!st.ok()) {
       cudaFree(ptr);
-      LogIfError(st, "Rope");
+      AllocFailed(st, "Rope");
       return nullptr;
     }
     rope_tables_[table] = {table->inv_freq, ptr};
@@ -287,12 +307,14 @@ class CudaOps final : public Ops {
   std::unique_ptr<cuda::MatmulEngine> gemm_;
   float* partials_ = nullptr;  // attention split-K partials, f32 [partial_floats_]
   int64_t partial_floats_ = 0;
-  void* slice_workspace_ = nullptr;   // SampleSlice's z (sample_slice.cu), slice_bytes_ bytes
+  void* slice_workspace_ = nullptr;  // SampleSlice's z (sample_slice.cu), slice_bytes_ bytes
   int64_t slice_bytes_ = 0;
   void* sample_workspace_ = nullptr;  // Sample's passes (sample.cu), sample_bytes_ bytes
   int64_t sample_bytes_ = 0;
   std::mutex mu_;
   std::map<const RopeTable*, RopeCopy> rope_tables_;
+  std::mutex error_mu_;
+  absl::Status first_error_;             // the first op failure since the last Synchronize
   std::vector<cudaGraphExec_t> graphs_;  // LaunchGraph handles
 };
 

@@ -47,4 +47,8 @@ int64_t KvBytesPerBlock(int64_t layers, int64_t kv_heads, int64_t block_size, in
   return 2 * layers * kv_heads * block_size * head_dim * dtype_bytes;
 }
 
+int64_t SamplingWorkspaceBound(int64_t vocab) {
+  return vocab <= 0 ? 0 : kSampleRowsPerPass * vocab * (16 + 16 + 4);
+}
+
 }  // namespace olmo::kernels::cuda

@@ -40,4 +40,14 @@ absl::StatusOr<MemoryPlan> PlanKvMemory(const MemoryPlanInput& in);
 int64_t KvBytesPerBlock(int64_t layers, int64_t kv_heads, int64_t block_size, int64_t head_dim,
                         int64_t dtype_bytes);
 
+// Rows per pass of the sampling ops (sample.cu, sample_slice.cu): their device workspaces hold
+// at most this many rows of the vocabulary, whatever the batch.
+inline constexpr int64_t kSampleRowsPerPass = 64;
+
+// An upper bound of the Sample and SampleSlice workspaces together (bytes) for rows of `vocab`
+// logits: Sample keeps z, a key and two ids per logit of a pass (16 bytes) and cub's sort
+// storage, bounded here by 16 more; SampleSlice keeps z (4). The gpu tests check the real sizes
+// against it. 0 for vocab <= 0.
+int64_t SamplingWorkspaceBound(int64_t vocab);
+
 }  // namespace olmo::kernels::cuda

@@ -22,6 +22,7 @@
 #include "common/philox.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/memory_plan.h"
 #include "kernels/cuda/sample_block.cuh"
 
 namespace olmo::kernels::cuda {
@@ -45,7 +46,7 @@ using sample::RowIndex;
 using sample::RowSum;
 using sample::Shared;
 
-constexpr int64_t kRowsPerPass = 64;
+constexpr int64_t kRowsPerPass = kSampleRowsPerPass;  // memory_plan.h budgets for it
 
 struct PrepareArgs {
   const float* logits;  // f32 [rows, vocab]: this pass's rows

@@ -12,6 +12,7 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/memory_plan.h"
 #include "kernels/cuda/sample_block.cuh"
 
 namespace olmo::kernels::cuda {
@@ -26,7 +27,7 @@ using sample::RowFirst;
 using sample::RowSum;
 using sample::Shared;
 
-constexpr int64_t kRowsPerPass = 64;
+constexpr int64_t kRowsPerPass = kSampleRowsPerPass;  // memory_plan.h budgets for it
 
 struct SliceArgs {
   SampleSliceParams p;  // pointers advanced to this pass's first row

@@ -8,6 +8,8 @@
 
 #include "common/philox.h"
 #include "kernels/cpu/sample_row.h"
+#include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/memory_plan.h"
 #include "tests/gpu/gpu_test_util.h"
 #include "tests/kernels/sample_batch.h"
 
@@ -239,6 +241,22 @@ TEST_F(SampleGpuTest, NullListsAndNoLogprobs) {
   gpu_->Sample(p);
   EXPECT_EQ(dt.Host(), cpu_tokens);
   ExpectClose(dlp.Host(), cpu_logprobs, 0.0f, 1e-5f, "null lists");
+}
+
+// The memory plan budgets SamplingWorkspaceBound(vocab) for the sampling ops
+// (worker/step/local_worker.cc); the real workspaces of any batch must fit it.
+TEST(SampleWorkspaceGpuTest, FitsTheMemoryPlanBound) {
+  OLMO_SKIP_WITHOUT_GPU();
+  for (int64_t vocab : {1000, 50257, 100278, 100278 / 8 + 1}) {
+    for (int64_t rows : {1, 7, 64, 65, 1000}) {
+      absl::StatusOr<int64_t> sample = cuda::SampleWorkspaceBytes(rows, vocab);
+      ASSERT_TRUE(sample.ok()) << sample.status();
+      const int64_t slice = cuda::SampleSliceWorkspaceBytes(rows, vocab);
+      EXPECT_LE(*sample + slice, cuda::SamplingWorkspaceBound(vocab))
+          << "vocab " << vocab << ", rows " << rows << ": Sample " << *sample << " bytes, "
+          << "SampleSlice " << slice;
+    }
+  }
 }
 
 }  // namespace

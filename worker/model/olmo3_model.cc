@@ -292,7 +292,7 @@ absl::Status Olmo3Model::AllReduce(float* data, int64_t n) {
   // e.g. two ranks on one GPU, where NCCL refuses).
   staging_.resize(static_cast<size_t>(n));
   ops_->Copy(staging_.data(), data, n * static_cast<int64_t>(sizeof(float)));
-  ops_->Synchronize();
+  OLMO_RETURN_IF_ERROR(ops_->Synchronize());
   OLMO_RETURN_IF_ERROR(tpc_->AllReduceSum(staging_.data(), n));
   ops_->Copy(data, staging_.data(), n * static_cast<int64_t>(sizeof(float)));
   return absl::OkStatus();
@@ -333,14 +333,14 @@ absl::Status Olmo3Model::ForwardStage(const ForwardBatch& b, kv::KvCache* cache,
   if (!is_last_stage()) {
     out->resize(static_cast<size_t>(T * d));
     ops_->Copy(out->data(), x_.data(), T * d * static_cast<int64_t>(sizeof(float)));
-    ops_->Synchronize();
+    OLMO_RETURN_IF_ERROR(ops_->Synchronize());
     return absl::OkStatus();
   }
   if (!graphed) return Logits(b, out);
   const int64_t n = static_cast<int64_t>(b.logit_rows.size()) * config_.vocab_size;
   out->resize(static_cast<size_t>(n));
   ops_->Copy(out->data(), logits_dev_.data(), n * static_cast<int64_t>(sizeof(float)));
-  ops_->Synchronize();
+  OLMO_RETURN_IF_ERROR(ops_->Synchronize());
   return absl::OkStatus();
 }
 
@@ -551,7 +551,7 @@ absl::Status Olmo3Model::Logits(const ForwardBatch& b, std::vector<float>* host)
   const int64_t n = logit_rows_ * config_.vocab_size;
   host->resize(static_cast<size_t>(n));
   ops_->Copy(host->data(), logits_dev_.data(), n * static_cast<int64_t>(sizeof(float)));
-  ops_->Synchronize();
+  OLMO_RETURN_IF_ERROR(ops_->Synchronize());
   return absl::OkStatus();
 }
 
@@ -592,7 +592,7 @@ absl::Status Olmo3Model::GatherRows(const std::vector<int32_t>& rows, std::vecto
     }
     if (host != nullptr) {
       ops_->Copy(host->data(), logits_dev_.data(), F * V * fb);
-      ops_->Synchronize();
+      OLMO_RETURN_IF_ERROR(ops_->Synchronize());
     }
     return absl::OkStatus();
   }
@@ -603,7 +603,7 @@ absl::Status Olmo3Model::GatherRows(const std::vector<int32_t>& rows, std::vecto
   if (ops_->on_device()) {
     staging_.resize(static_cast<size_t>(logit_rows_ * vocab_local_));
     ops_->Copy(staging_.data(), proj_.data(), logit_rows_ * row_bytes);
-    ops_->Synchronize();
+    OLMO_RETURN_IF_ERROR(ops_->Synchronize());
     local_logits = staging_.data();
   }
   for (int64_t j = 0; j < F; ++j) {

@@ -74,7 +74,7 @@ absl::StatusOr<std::vector<std::optional<sampler::SampleOutput>>> DeviceSampler:
     }
     OLMO_RETURN_IF_ERROR(tp->AllGather(report_.data(), layout.bytes, gathered_.data()));
     ops_->Copy(gathered_host_.data(), gathered_.data(), layout.bytes * size);
-    ops_->Synchronize();
+    OLMO_RETURN_IF_ERROR(ops_->Synchronize());
   } else {
     const void* send = report_.data();
     if (ops_->on_device()) {
@@ -82,7 +82,7 @@ absl::StatusOr<std::vector<std::optional<sampler::SampleOutput>>> DeviceSampler:
       ops_->Copy(report_host_.data(), report_.data(), layout.bytes);
       send = report_host_.data();
     }
-    ops_->Synchronize();
+    OLMO_RETURN_IF_ERROR(ops_->Synchronize());
     OLMO_RETURN_IF_ERROR(tp->AllGather(send, layout.bytes, gathered_host_.data()));
   }
   std::vector<sampler::SliceReport> reports;
@@ -127,7 +127,7 @@ absl::StatusOr<std::vector<sampler::SampleOutput>> DeviceSampler::Sample(
     ops_->Copy(top_logprobs.data(), top_logprobs_.data(),
                n * k * static_cast<int64_t>(sizeof(float)));
   }
-  ops_->Synchronize();
+  OLMO_RETURN_IF_ERROR(ops_->Synchronize());
   for (int64_t r = 0; r < n; ++r) {
     sampler::SampleOutput& o = out[static_cast<size_t>(r)];
     o.token_id = ids[r];

@@ -71,6 +71,10 @@ absl::StatusOr<std::unique_ptr<LocalWorker>> LoadLocalWorker(const std::string& 
     in.free_bytes = free_bytes;
     in.activation_bytes = per_token * options.max_tokens_per_step;
     in.reserve_bytes = 512ll << 20;  // GEMM workspace, attention partials, allocator slack
+    // The sampling ops' workspaces (full rows: Sample also runs on gathered rows at tp > 1).
+    const int64_t sampling_bytes =
+        options.device_sampling ? kernels::cuda::SamplingWorkspaceBound(c.vocab_size) : 0;
+    in.reserve_bytes += sampling_bytes;
     in.kv_bytes_per_block = kernels::cuda::KvBytesPerBlock(layers, shape.kv_heads, shape.block_size,
                                                            shape.head_dim, shape.element_bytes());
     in.memory_fraction = options.kv_memory_fraction;
@@ -78,10 +82,10 @@ absl::StatusOr<std::unique_ptr<LocalWorker>> LoadLocalWorker(const std::string& 
     shape.num_blocks = {plan.num_kv_blocks, plan.num_kv_blocks};
     spdlog::info(
         "memory plan: {:.1f} GiB free after weights x {:.2f}, {:.1f} GiB activations "
-        "and reserve -> {} KV blocks ({:.1f} GiB)",
+        "and reserve (sampling workspace {:.2f} GiB) -> {} KV blocks ({:.1f} GiB)",
         free_bytes / 1073741824.0, options.kv_memory_fraction,
-        (in.activation_bytes + in.reserve_bytes) / 1073741824.0, plan.num_kv_blocks,
-        plan.kv_bytes / 1073741824.0);
+        (in.activation_bytes + in.reserve_bytes) / 1073741824.0, sampling_bytes / 1073741824.0,
+        plan.num_kv_blocks, plan.kv_bytes / 1073741824.0);
   } else {
     shape.num_blocks =
         kv::KvCache::BlocksForBytes(options.kv_cache_bytes, shape, w->config.layer_types,

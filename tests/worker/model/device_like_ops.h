@@ -7,12 +7,15 @@
 // recorded (params by value) and replayed by LaunchGraph; a capture that copies host memory,
 // allocates, frees or synchronizes fails, as it would on CUDA. A device-like Comm can Enqueue its
 // collectives here: they are then captured and replayed with the ops, as NCCL calls are.
+// failing_op makes one op fail the way CudaOps reports failures (through Synchronize).
 #pragma once
 
 #include <cstring>
 #include <functional>
 #include <map>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/ops.h"
@@ -30,40 +33,40 @@ class DeviceLikeCpuOps final : public kernels::Ops {
   // Each op runs now, or is recorded while a graph is being captured (params by value, so a
   // replay uses the pointers of capture time, as a CUDA graph does).
   void Matmul(const kernels::MatmulParams& p) override {
-    Run([=, this] { cpu_->Matmul(p); });
+    Run("Matmul", [=, this] { cpu_->Matmul(p); });
   }
   void Embedding(const kernels::EmbeddingParams& p) override {
-    Run([=, this] { cpu_->Embedding(p); });
+    Run("Embedding", [=, this] { cpu_->Embedding(p); });
   }
   void RmsNorm(const kernels::RmsNormParams& p) override {
-    Run([=, this] { cpu_->RmsNorm(p); });
+    Run("RmsNorm", [=, this] { cpu_->RmsNorm(p); });
   }
   void SumSquares(const kernels::SumSquaresParams& p) override {
-    Run([=, this] { cpu_->SumSquares(p); });
+    Run("SumSquares", [=, this] { cpu_->SumSquares(p); });
   }
   void RmsScale(const kernels::RmsScaleParams& p) override {
-    Run([=, this] { cpu_->RmsScale(p); });
+    Run("RmsScale", [=, this] { cpu_->RmsScale(p); });
   }
   void Rope(const kernels::RopeParams& p) override {
-    Run([=, this] { cpu_->Rope(p); });
+    Run("Rope", [=, this] { cpu_->Rope(p); });
   }
   void KvWrite(const kernels::KvWriteParams& p) override {
-    Run([=, this] { cpu_->KvWrite(p); });
+    Run("KvWrite", [=, this] { cpu_->KvWrite(p); });
   }
   void Attention(const kernels::AttentionParams& p) override {
-    Run([=, this] { cpu_->Attention(p); });
+    Run("Attention", [=, this] { cpu_->Attention(p); });
   }
   void SwiGlu(const kernels::SwiGluParams& p) override {
-    Run([=, this] { cpu_->SwiGlu(p); });
+    Run("SwiGlu", [=, this] { cpu_->SwiGlu(p); });
   }
   void LogSoftmax(const kernels::LogSoftmaxParams& p) override {
-    Run([=, this] { cpu_->LogSoftmax(p); });
+    Run("LogSoftmax", [=, this] { cpu_->LogSoftmax(p); });
   }
   void Sample(const kernels::SampleParams& p) override {
-    Run([=, this] { cpu_->Sample(p); });
+    Run("Sample", [=, this] { cpu_->Sample(p); });
   }
   void SampleSlice(const kernels::SampleSliceParams& p) override {
-    Run([=, this] { cpu_->SampleSlice(p); });
+    Run("SampleSlice", [=, this] { cpu_->SampleSlice(p); });
   }
 
   // Copies inside a capture must stay in backend memory (a host copy is not capturable on CUDA).
@@ -82,7 +85,14 @@ class DeviceLikeCpuOps final : public kernels::Ops {
     CheckCapturable(p, bytes);
     Run([=] { std::memset(p, 0, static_cast<size_t>(bytes)); });
   }
-  void Synchronize() override { capture_failed_ |= capturing_; }
+  absl::Status Synchronize() override {
+    capture_failed_ |= capturing_;
+    return std::exchange(error_, absl::OkStatus());
+  }
+  // Fault injection, as CudaOps reports an op's failure: while set, the op of this name (e.g.
+  // "Sample") does not run, its outputs keep what they held, and the next Synchronize returns an
+  // InternalError naming it.
+  std::string failing_op;
 
   bool supports_graphs() const override { return graphs_enabled; }
   bool graphs_enabled = false;
@@ -129,6 +139,13 @@ class DeviceLikeCpuOps final : public kernels::Ops {
   }
 
  private:
+  void Run(const char* op, std::function<void()> f) {
+    if (failing_op == op) {
+      if (error_.ok()) error_ = absl::InternalError(std::string(op) + " failed (injected)");
+      return;
+    }
+    Run(std::move(f));
+  }
   void Run(std::function<void()> f) {
     if (capturing_) {
       recording_.push_back(std::move(f));
@@ -151,6 +168,7 @@ class DeviceLikeCpuOps final : public kernels::Ops {
   std::vector<std::function<void()>> recording_;
   std::vector<std::vector<std::function<void()>>> graphs_;
   std::map<char*, int64_t> allocations_;
+  absl::Status error_;
 };
 
 }  // namespace olmo::testing

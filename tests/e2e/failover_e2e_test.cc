@@ -31,15 +31,21 @@ void SignalGroup(Process& group, int sig, bool only_one_rank) {
   for (pid_t c : children) kill(c, sig);
 }
 
-enum class Strike { kKillRank, kHangGroup, kStepErrorOnRank };
+enum class Strike { kKillRank, kHangGroup, kStepErrorOnRank, kStepErrorOnLeader };
 
 void RunFailover(Strike strike) {
   const bool hang = strike == Strike::kHangGroup;
   Cluster c({"--heartbeat-timeout-s", "2", "--step-timeout-s", "10"});
   ASSERT_TRUE(c.ok()) << c.Logs();
-  // The injected error: world rank 1 (a follower) fails the group's step 30, mid-decode. The
-  // variable is set only while the victim's mpirun is spawned (the ranks inherit it).
-  if (strike == Strike::kStepErrorOnRank) setenv("OLMO_FAULT_STEP_ERROR", "1:30", 1);
+  // The injected error: world rank 1 (a follower) or 0 (the leader, which talks to the
+  // coordinator) fails the group's step 30, mid-decode. The variable is set only while the
+  // victim's mpirun is spawned (the ranks inherit it).
+  const bool step_error =
+      strike == Strike::kStepErrorOnRank || strike == Strike::kStepErrorOnLeader;
+  const int fault_rank = strike == Strike::kStepErrorOnLeader ? 0 : 1;
+  if (step_error) {
+    setenv("OLMO_FAULT_STEP_ERROR", (std::to_string(fault_rank) + ":30").c_str(), 1);
+  }
   c.AddGroup(2, 1, "victim", {"--heartbeat-seconds", "0.2", "--watchdog-seconds", "120"});
   unsetenv("OLMO_FAULT_STEP_ERROR");
   ASSERT_TRUE(c.WaitGroups(1)) << c.Logs();  // the victim attaches first: g0
@@ -72,7 +78,7 @@ void RunFailover(Strike strike) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   const auto struck = std::chrono::steady_clock::now();
-  if (strike != Strike::kStepErrorOnRank) {
+  if (!step_error) {
     SignalGroup(c.group(0), hang ? SIGSTOP : SIGKILL, /*only_one_rank=*/!hang);
   }
 
@@ -93,7 +99,7 @@ void RunFailover(Strike strike) {
   EXPECT_EQ(s.groups(0).group_id(), "g1");
   EXPECT_EQ(c.Health(), "SERVING");
   if (hang) SignalGroup(c.group(0), SIGKILL, false);
-  if (strike == Strike::kStepErrorOnRank) {
+  if (step_error) {
     // The failed rank aborts the job: mpirun exits non-zero long before the 120 s watchdog.
     const int rc = c.group(0).Wait(30);
     const double s_after =
@@ -102,8 +108,8 @@ void RunFailover(Strike strike) {
                      << " s after the strike\n"
                      << c.Logs();
     EXPECT_LT(s_after, 60.0);
-    EXPECT_NE(c.group(0).Tail().find("rank 1: injected fault at step 30"), std::string::npos)
-        << c.Logs();
+    const std::string fault = "rank " + std::to_string(fault_rank) + ": injected fault at step 30";
+    EXPECT_NE(c.group(0).Tail().find(fault), std::string::npos) << c.Logs();
   }
 }
 
@@ -111,6 +117,9 @@ TEST(FailoverE2E, KilledRankRequestsCompleteElsewhere) { RunFailover(Strike::kKi
 TEST(FailoverE2E, HungGroupRequestsCompleteElsewhere) { RunFailover(Strike::kHangGroup); }
 TEST(FailoverE2E, StepErrorOnOneRankEndsGroupRequestsCompleteElsewhere) {
   RunFailover(Strike::kStepErrorOnRank);
+}
+TEST(FailoverE2E, StepErrorOnLeaderEndsGroupRequestsCompleteElsewhere) {
+  RunFailover(Strike::kStepErrorOnLeader);
 }
 
 TEST(FailoverE2E, RequestsWaitForAGroupThenUnavailableAtDeadline) {

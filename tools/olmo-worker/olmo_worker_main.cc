@@ -151,6 +151,8 @@ int Lead(const Args& a, olmo::v1::WorkerControl::Stub* stub, const std::string& 
         if (collected >= submitted) return;
       }
       absl::StatusOr<olmo::StepResult> r = executor->Collect();
+      const absl::Status step_status = r.ok() ? r->status : r.status();
+      if (!step_status.ok()) spdlog::error("step failed: {}", step_status.ToString());
       olmo::v1::WorkerMessage m;
       if (r.ok()) {
         olmo::server::ToProto(*r, m.mutable_result());

@@ -322,14 +322,21 @@ class Ops {
 
   // Graphs (CUDA graphs, for decode steps). Between BeginCapture and EndCapture the ops and the
   // backend-to-backend Copy/Copy2D/Zero calls are recorded, not run; nothing else may be called
-  // (no host copies, no Synchronize, no allocation). EndCapture returns a handle, or -1 when the
-  // capture failed (the recorded work is dropped; run it uncaptured). LaunchGraph runs a recorded
-  // graph again: the same ops on the same pointers, reading their current contents. DropGraphs
-  // frees every graph (after a buffer they use was reallocated). The CPU backend has none.
+  // (no host copies, no Synchronize, no allocation). BeginCapture returns false when capture
+  // could not start (then nothing is being recorded: do not run the work meant for it, nor call
+  // EndCapture). EndCapture returns a handle, or -1 when the capture failed or an op reported an
+  // error while recording (the recorded work is dropped, and so are those errors: run the work
+  // uncaptured, and it reports them again). LaunchGraph runs a recorded graph again: the same ops
+  // on the same pointers, reading their current contents. DropGraphs frees every graph (after a
+  // buffer they use was reallocated). The CPU backend has none.
   virtual bool supports_graphs() const { return false; }
-  virtual void BeginCapture() {}
+  virtual bool BeginCapture() { return false; }
   virtual int64_t EndCapture() { return -1; }
   virtual void LaunchGraph(int64_t handle) { (void)handle; }
+  // Counts the reallocations of the backend's own workspaces that its ops use (CUDA: the
+  // attention split-K partials, the GEMM's low-precision input copy). A graph captured before a
+  // change of this value may read freed memory: drop it.
+  virtual int64_t workspace_epoch() const { return 0; }
   virtual void DropGraphs() {}
 };
 

@@ -279,8 +279,12 @@ void EnsureSharedMemory(int64_t bytes) {
   static std::atomic<int64_t> granted{48 * 1024};
   int64_t have = granted.load();
   if (bytes <= have) return;
-  cudaFuncSetAttribute(PagedAttentionKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                       static_cast<int>(bytes));
+  // On failure the error stays for the caller's launch check (cudaGetLastError), and the launch
+  // below fails too; nothing is marked granted.
+  if (cudaFuncSetAttribute(PagedAttentionKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           static_cast<int>(bytes)) != cudaSuccess) {
+    return;
+  }
   granted.compare_exchange_strong(have, bytes);
 }
 

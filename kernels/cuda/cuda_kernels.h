@@ -58,6 +58,8 @@ class MatmulEngine {
   virtual absl::StatusOr<std::unique_ptr<PackedWeight>> Pack(std::span<const WeightView> parts) = 0;
   // y (f32 [m, n]) = x (f32 [m, k]) · W^T, enqueued on `stream`.
   virtual absl::Status Run(const MatmulParams& p, cudaStream_t stream) = 0;
+  // How many times Run reallocated its input workspace (graphs captured before hold the old one).
+  virtual int64_t reallocations() const = 0;
 };
 
 }  // namespace olmo::kernels::cuda

@@ -44,6 +44,8 @@ class CudaOps final : public Ops {
     OLMO_CUDA_RETURN_IF_ERROR(cudaSetDevice(o.device));
     OLMO_CUDA_RETURN_IF_ERROR(
         cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, o.device));
+    OLMO_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(
+        &max_smem_per_block_, cudaDevAttrMaxSharedMemoryPerBlockOptin, o.device));
     if (o.stream == nullptr) {
       OLMO_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
       owns_stream_ = true;
@@ -93,8 +95,28 @@ class CudaOps final : public Ops {
     CheckLaunch("KvWrite");
   }
   void Attention(const AttentionParams& p) override {
-    // The tiled kernel reads f32 tiles only: a bf16 cache runs on the warp kernel.
-    if (!tiled_attention_ || p.cache.dtype != DType::kF32) {
+    // The tiled kernel reads f32 tiles only: a bf16 cache runs on the warp kernel, and so does a
+    // shape whose tiles need more shared memory than this device grants a block (head_dim 256
+    // on sm_86/89: 141.5 KB against 99 KB).
+    const KvLayerView& c = p.cache;
+    cuda::AttentionGeometry geo;
+    bool warp = !tiled_attention_ || c.dtype != DType::kF32;
+    if (!warp) {
+      geo = cuda::PlanAttention(p.num_tokens, p.num_heads, c.kv_heads, c.head_dim,
+                                cuda::AttentionMaxContext(p.max_blocks, c.block_size, p.window),
+                                num_sms_);
+      if (geo.supported && geo.smem_bytes > max_smem_per_block_) {
+        if (!warned_smem_) {
+          spdlog::warn(
+              "tiled attention: head_dim {} needs {} bytes of shared memory per block, "
+              "this device grants {}: using the warp kernel",
+              c.head_dim, geo.smem_bytes, max_smem_per_block_);
+          warned_smem_ = true;
+        }
+        warp = true;
+      }
+    }
+    if (warp) {
       if (p.cache.head_dim > 256) {
         return LogIfError(absl::InvalidArgumentError(absl::StrFormat(
                               "head_dim %d > 256 is not supported", p.cache.head_dim)),
@@ -104,10 +126,6 @@ class CudaOps final : public Ops {
       CheckLaunch("Attention");
       return;
     }
-    const KvLayerView& c = p.cache;
-    const cuda::AttentionGeometry geo = cuda::PlanAttention(
-        p.num_tokens, p.num_heads, c.kv_heads, c.head_dim,
-        cuda::AttentionMaxContext(p.max_blocks, c.block_size, p.window), num_sms_);
     if (!geo.supported) {
       return LogIfError(
           absl::InvalidArgumentError(absl::StrFormat(
@@ -121,6 +139,7 @@ class CudaOps final : public Ops {
       cudaFree(partials_);  // synchronizes: earlier attention calls may still use it
       partials_ = nullptr;
       partial_floats_ = 0;
+      ++partial_reallocations_;  // graphs holding the old partials are stale
       absl::Status st = OLMO_CUDA_STATUS(
           cudaMalloc(&partials_, static_cast<size_t>(geo.partial_floats) * sizeof(float)));
       if (!st.ok()) return AllocFailed(st, "Attention");
@@ -208,16 +227,38 @@ class CudaOps final : public Ops {
     }
   }
   bool supports_graphs() const override { return true; }
-  void BeginCapture() override {
-    LogIfError(OLMO_CUDA_STATUS(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal)),
-               "BeginCapture");
+  bool BeginCapture() override {
+    // Errors from here to EndCapture belong to the capture: kept apart from earlier ones.
+    {
+      std::lock_guard<std::mutex> lock(error_mu_);
+      saved_error_ = std::exchange(first_error_, absl::OkStatus());
+    }
+    const cudaError_t rc = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal);
+    if (rc != cudaSuccess) {
+      cudaGetLastError();
+      spdlog::warn("CUDA graph capture could not start: {}", cudaGetErrorString(rc));
+      std::lock_guard<std::mutex> lock(error_mu_);
+      first_error_ = std::exchange(saved_error_, absl::OkStatus());
+      return false;
+    }
+    return true;
   }
   int64_t EndCapture() override {
     cudaGraph_t graph = nullptr;
     const cudaError_t end = cudaStreamEndCapture(stream_, &graph);
-    if (end != cudaSuccess || graph == nullptr) {
-      cudaGetLastError();  // an invalidated capture is reported here; the caller runs uncaptured
-      spdlog::warn("CUDA graph capture failed: {}", cudaGetErrorString(end));
+    // An op that failed while recording (before launching anything: no cuBLASLt algorithm, an
+    // unsupported shape) leaves a valid graph without its node: never keep that graph. Its
+    // errors are dropped with it (the caller runs the work uncaptured, which reports them), as
+    // are the "capture invalidated" errors of the launches after a failure.
+    absl::Status recorded;
+    {
+      std::lock_guard<std::mutex> lock(error_mu_);
+      recorded = std::exchange(first_error_, std::exchange(saved_error_, absl::OkStatus()));
+    }
+    if (end != cudaSuccess || graph == nullptr || !recorded.ok()) {
+      cudaGetLastError();
+      spdlog::warn("CUDA graph capture failed: {}",
+                   end != cudaSuccess ? cudaGetErrorString(end) : recorded.ToString());
       if (graph != nullptr) cudaGraphDestroy(graph);
       return -1;
     }
@@ -231,6 +272,9 @@ class CudaOps final : public Ops {
     }
     graphs_.push_back(exec);
     return static_cast<int64_t>(graphs_.size()) - 1;
+  }
+  int64_t workspace_epoch() const override {
+    return partial_reallocations_ + (gemm_ ? gemm_->reallocations() : 0);
   }
   void LaunchGraph(int64_t handle) override {
     if (handle < 0 || handle >= static_cast<int64_t>(graphs_.size())) {
@@ -303,6 +347,8 @@ class CudaOps final : public Ops {
   cudaStream_t stream_ = nullptr;
   bool owns_stream_ = false;
   int num_sms_ = 1;
+  int max_smem_per_block_ = 48 * 1024;  // opt-in dynamic shared memory limit of the device
+  bool warned_smem_ = false;
   bool tiled_attention_ = false;  // CudaAttention::kTiled (attention.cu), else attention_warp.cu
   std::unique_ptr<cuda::MatmulEngine> gemm_;
   float* partials_ = nullptr;  // attention split-K partials, f32 [partial_floats_]
@@ -314,7 +360,9 @@ class CudaOps final : public Ops {
   std::mutex mu_;
   std::map<const RopeTable*, RopeCopy> rope_tables_;
   std::mutex error_mu_;
-  absl::Status first_error_;             // the first op failure since the last Synchronize
+  absl::Status first_error_;  // the first op failure since the last Synchronize
+  absl::Status saved_error_;  // first_error_ as it was when the current capture began
+  int64_t partial_reallocations_ = 0;
   std::vector<cudaGraphExec_t> graphs_;  // LaunchGraph handles
 };
 

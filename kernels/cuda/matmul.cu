@@ -120,6 +120,8 @@ class LtMatmulEngine final : public MatmulEngine {
     return weight;
   }
 
+  int64_t reallocations() const override { return reallocations_; }
+
   absl::Status Run(const MatmulParams& p, cudaStream_t stream) override {
     const auto* w = static_cast<const DeviceWeight*>(p.w);
     const int64_t n = w->rows(), k = w->cols(), m = p.m;
@@ -132,6 +134,7 @@ class LtMatmulEngine final : public MatmulEngine {
         cudaFree(x_lowp_);  // synchronizes the device: earlier GEMMs may still read it
         x_lowp_ = nullptr;
         x_lowp_bytes_ = 0;
+        ++reallocations_;  // before the allocation: the old buffer is gone either way
         OLMO_CUDA_RETURN_IF_ERROR(cudaMalloc(&x_lowp_, bytes));
         x_lowp_bytes_ = bytes;
       }
@@ -202,6 +205,7 @@ class LtMatmulEngine final : public MatmulEngine {
   void* workspace_ = nullptr;
   void* x_lowp_ = nullptr;  // bf16/f16 [m, k] rounded activations
   int64_t x_lowp_bytes_ = 0;
+  int64_t reallocations_ = 0;
   std::map<std::tuple<int64_t, int64_t, int64_t, DType>, Plan> plans_;
 };
 

@@ -109,7 +109,16 @@ absl::StatusOr<std::unique_ptr<Olmo3Model>> Olmo3Model::Load(
   // Replicas of a kv slice are consecutive tp ranks; the first of them contributes the k-norm
   // statistics, the others add zeros, so each distinct slice counts once (exactly).
   m->kv_stats_owner_ = options.tp_rank % hs.kv_replication == 0;
+  m->host_tpc_ = options.host_collectives;
+  if (m->host_tpc_ == nullptr && m->tpc_ != nullptr &&
+      m->tpc_->memory_space() == comm::MemorySpace::kHost) {
+    m->host_tpc_ = m->tpc_;
+  }
   m->use_graphs_ = options.graphs && ops->supports_graphs();
+  if (m->use_graphs_ && m->tp_ > 1 && m->host_tpc_ == nullptr) {
+    spdlog::warn("graphs at tp > 1 need the TP group's host Comm (to agree on captures): off");
+    m->use_graphs_ = false;
+  }
   m->BindBuffers();
   m->rope_full_ = kernels::MakeRopeTable(config.rope_full, config.head_dim);
   m->rope_sliding_ = kernels::MakeRopeTable(
@@ -450,8 +459,9 @@ bool Olmo3Model::Graphable(const ForwardBatch& b) const {
   return true;
 }
 
-std::vector<const void*> Olmo3Model::BufferAddresses() const {
-  std::vector<const void*> a;
+Olmo3Model::GraphMemory Olmo3Model::CurrentGraphMemory() const {
+  GraphMemory m;
+  std::vector<const void*>& a = m.addresses;
   for (const auto* buf : {&x_, &qkv_, &attn_, &proj_, &gate_up_, &act_, &sum_sq_, &final_x_,
                           &padded_dev_, &gathered_dev_, &logits_dev_}) {
     a.push_back(buf->data());
@@ -463,53 +473,82 @@ std::vector<const void*> Olmo3Model::BufferAddresses() const {
     a.push_back(tables_dev_[g].data());
     a.push_back(slots_dev_[g].data());
   }
-  return a;
+  m.workspace_epoch = ops_->workspace_epoch();
+  return m;
+}
+
+void Olmo3Model::DropStaleGraphs() {
+  GraphMemory now = CurrentGraphMemory();
+  if (now == graph_memory_) return;
+  ops_->DropGraphs();
+  graphs_.clear();
+  graph_memory_ = std::move(now);
+}
+
+absl::StatusOr<int32_t> Olmo3Model::AgreeMin(int32_t value) {
+  if (tp_ == 1) return value;
+  std::vector<int32_t> all(static_cast<size_t>(tp_));
+  OLMO_RETURN_IF_ERROR(host_tpc_->AllGather(&value, sizeof(value), all.data()));
+  return *std::min_element(all.begin(), all.end());
 }
 
 // The layers (and the last stage's logits: gathered into logits_dev_, or the local slice in
 // proj_ when !gather) of a Graphable step, after Prepare:
 // the first step of a shape runs plainly (it sizes every workspace), the second is captured and
-// launched, later ones launch. A reallocated workspace drops every graph; a failed capture turns
-// graphs off for this model.
+// launched, later ones launch. A reallocated buffer or backend workspace drops every graph; a
+// failed capture turns graphs off for this model.
+// At tp > 1 the graph holds NCCL calls, and whether a collective is captured or launched from a
+// graph must be the same on every rank: the ranks agree on the step's mode (the least of their
+// wishes: run plainly < capture < launch) and on a capture's success, over the host Comm. So a
+// rank whose graphs went stale, or whose capture failed, takes the others along.
 absl::Status Olmo3Model::RunGraphed(const ForwardBatch& b, kv::KvCache* cache, bool gather) {
   auto body = [&]() -> absl::Status {
     OLMO_RETURN_IF_ERROR(RunLayers(b, cache));
     if (!is_last_stage()) return absl::OkStatus();
     return gather ? Logits(b, nullptr) : LocalLogits(b, nullptr);
   };
+  enum Mode : int32_t { kPlain = 0, kCapture = 1, kLaunch = 2 };
   const std::array<int64_t, 4> key = {b.num_tokens(), b.max_blocks[0], b.max_blocks[1],
                                       gather ? 1 : 0};
-  auto it = graphs_.find(key);
-  if (it != graphs_.end() && it->second.addresses != BufferAddresses()) {
+  DropStaleGraphs();
+  if (graphs_.size() >= kMaxGraphs) {  // many shapes: start over rather than grow without bound
     ops_->DropGraphs();
     graphs_.clear();
-    it = graphs_.end();
   }
-  if (it == graphs_.end() || graphs_.size() > kMaxGraphs) {
+  auto it = graphs_.find(key);
+  const int32_t want = it == graphs_.end() ? kPlain : it->second < 0 ? kCapture : kLaunch;
+  OLMO_ASSIGN_OR_RETURN(const int32_t mode, AgreeMin(want));
+  if (mode == kPlain) {
     OLMO_RETURN_IF_ERROR(body());
-    if (graphs_.size() > kMaxGraphs) {  // many shapes: start over rather than grow without bound
-      ops_->DropGraphs();
-      graphs_.clear();
-    }
-    graphs_[key] = {-1, BufferAddresses()};
+    DropStaleGraphs();  // the step may have grown a workspace
+    graphs_[key] = -1;  // captured the next time, on every rank
     return absl::OkStatus();
   }
-  GraphEntry& e = it->second;
-  if (e.handle < 0) {
-    ops_->BeginCapture();
-    const absl::Status st = body();
-    const int64_t handle = ops_->EndCapture();
-    if (handle < 0 || !st.ok() || BufferAddresses() != e.addresses) {
+  int64_t& handle = graphs_[key];
+  if (mode == kCapture) {
+    // (A rank that had a graph for this key captures anew with the others.)
+    const bool began = ops_->BeginCapture();
+    absl::Status st = absl::OkStatus();
+    int64_t captured = -1;
+    if (began) {  // when it did not begin, run nothing now: the others are recording
+      st = body();
+      captured = ops_->EndCapture();
+    }
+    const bool ok = captured >= 0 && st.ok() && CurrentGraphMemory() == graph_memory_;
+    OLMO_ASSIGN_OR_RETURN(const int32_t all_ok, AgreeMin(ok ? 1 : 0));
+    if (all_ok == 0) {
       spdlog::warn("decode-step graph capture failed ({}); running without graphs",
-                   st.ok() ? "see the backend's log" : st.ToString());
+                   !st.ok() ? st.ToString()
+                   : ok     ? "on another TP rank"
+                            : "see the backend's log");
       use_graphs_ = false;
       ops_->DropGraphs();
       graphs_.clear();
       return body();
     }
-    e.handle = handle;
+    handle = captured;
   }
-  ops_->LaunchGraph(e.handle);
+  ops_->LaunchGraph(handle);
   ++graph_launches_;
   return absl::OkStatus();
 }

@@ -33,6 +33,10 @@ struct ModelOptions {
   // backend stages its collectives through host memory (works anywhere, e.g. two ranks on one
   // GPU). A device Comm (NCCL on the backend's stream) takes the device buffers directly.
   comm::Comm* collectives = nullptr;
+  // The same TP group over host memory (MPI), when `collectives` is a device Comm: the ranks
+  // agree over it, each graphed step, on whether that step is captured, launched or run plainly
+  // (NCCL requires the same choice on every rank). Graphs at tp > 1 need it.
+  comm::Comm* host_collectives = nullptr;
   // Device backends with graphs (CUDA): decode steps run as captured graphs (one per step
   // shape), saving the launch overhead of ~15 kernels per layer. Needs stream-ordered
   // collectives (tp 1 or a device Comm); ignored elsewhere.
@@ -94,8 +98,8 @@ class Olmo3Model {
   // logit_rows) over the TP group as f32 [rows.size(), vocab]: into *host, or (device backends,
   // host null) into backend memory valid until the next forward. Every rank of the group makes
   // the same calls.
-  absl::StatusOr<const float*> ForwardStageLogitSlice(const ForwardBatch& batch,
-                                                      kv::KvCache* cache, const float* hidden_in);
+  absl::StatusOr<const float*> ForwardStageLogitSlice(const ForwardBatch& batch, kv::KvCache* cache,
+                                                      const float* hidden_in);
   absl::StatusOr<const float*> GatherLogitRows(const std::vector<int32_t>& rows,
                                                std::vector<float>* host);
   int tp() const { return tp_; }
@@ -156,15 +160,24 @@ class Olmo3Model {
   absl::Status RunLayers(const ForwardBatch& batch, kv::KvCache* cache);
   bool Graphable(const ForwardBatch& batch) const;
   absl::Status RunGraphed(const ForwardBatch& batch, kv::KvCache* cache, bool gather);
-  std::vector<const void*> BufferAddresses() const;
-  struct GraphEntry {
-    int64_t handle = -1;  // -1: seen once (warm-up), not captured yet
+  // What a graph holds: the addresses of the model's buffers and the backend's workspace epoch.
+  struct GraphMemory {
     std::vector<const void*> addresses;
+    int64_t workspace_epoch = 0;
+    bool operator==(const GraphMemory&) const = default;
   };
+  GraphMemory CurrentGraphMemory() const;
+  // Drops every graph when a buffer or workspace was reallocated since they were captured.
+  void DropStaleGraphs();
+  // The least of every TP rank's `value` (this rank's alone at tp 1), over the host Comm.
+  absl::StatusOr<int32_t> AgreeMin(int32_t value);
   static constexpr size_t kMaxGraphs = 256;
   bool use_graphs_ = false;
-  // (tokens, max_blocks full, sliding, logits gathered)
-  std::map<std::array<int64_t, 4>, GraphEntry> graphs_;
+  // (tokens, max_blocks full, sliding, logits gathered) -> graph handle, -1 when seen once
+  // (warm-up) and not captured yet.
+  std::map<std::array<int64_t, 4>, int64_t> graphs_;
+  GraphMemory graph_memory_;  // what graphs_ was captured against
+  comm::Comm* host_tpc_ = nullptr;
   int64_t graph_launches_ = 0;
   absl::Status Logits(const ForwardBatch& batch, std::vector<float>* host);
   absl::Status LocalLogits(const ForwardBatch& batch, std::vector<float>* host);

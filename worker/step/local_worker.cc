@@ -31,7 +31,10 @@ absl::StatusOr<std::unique_ptr<LocalWorker>> LoadLocalWorker(const std::string& 
     OLMO_RETURN_IF_ERROR(ops_status);
     OLMO_RETURN_IF_ERROR(comm.status());
     w->collectives = std::move(*comm);
-    if (w->collectives != nullptr) model_options.collectives = w->collectives.get();
+    if (w->collectives != nullptr) {
+      model_options.host_collectives = options.model.collectives;  // the host Comm it replaces
+      model_options.collectives = w->collectives.get();
+    }
   }
   OLMO_RETURN_IF_ERROR(ops_status);
   if (options.kv_dtype != DType::kF32 && options.kv_dtype != DType::kBF16) {

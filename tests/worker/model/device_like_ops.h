@@ -53,8 +53,20 @@ class DeviceLikeCpuOps final : public kernels::Ops {
   void KvWrite(const kernels::KvWriteParams& p) override {
     Run("KvWrite", [=, this] { cpu_->KvWrite(p); });
   }
+  // Also emulates CudaOps' grow-only split-K partials (sized here by max_blocks): a larger step
+  // reallocates them (workspace_epoch changes, not allowed inside a capture), and a replay of a
+  // graph recorded before that counts as a stale replay: on CUDA it would use freed memory.
   void Attention(const kernels::AttentionParams& p) override {
-    Run("Attention", [=, this] { cpu_->Attention(p); });
+    if (p.max_blocks > partial_blocks_) {
+      capture_failed_ |= capturing_;
+      partial_blocks_ = p.max_blocks;
+      ++workspace_epoch_;
+    }
+    const int64_t epoch = workspace_epoch_;
+    Run("Attention", [=, this] {
+      if (epoch != workspace_epoch_) ++stale_replays;
+      cpu_->Attention(p);
+    });
   }
   void SwiGlu(const kernels::SwiGluParams& p) override {
     Run("SwiGlu", [=, this] { cpu_->SwiGlu(p); });
@@ -97,13 +109,23 @@ class DeviceLikeCpuOps final : public kernels::Ops {
   bool supports_graphs() const override { return graphs_enabled; }
   bool graphs_enabled = false;
   int64_t graph_launches = 0;
-  void BeginCapture() override {
+  int64_t workspace_epoch() const override { return workspace_epoch_; }
+  int64_t stale_replays = 0;
+  // Fault injection: while set, BeginCapture fails (kBegin) or EndCapture does (kEnd).
+  enum class CaptureFault { kNone, kBegin, kEnd };
+  CaptureFault capture_fault = CaptureFault::kNone;
+  bool BeginCapture() override {
+    if (capture_fault == CaptureFault::kBegin) return false;
     capturing_ = true;
-    capture_failed_ = false;
+    capture_failed_ = capture_fault == CaptureFault::kEnd;
     recording_.clear();
+    saved_error_ = std::exchange(error_, absl::OkStatus());
+    return true;
   }
+  // As CudaOps: an op error while recording fails the capture, and is dropped with it.
   int64_t EndCapture() override {
     capturing_ = false;
+    capture_failed_ |= !std::exchange(error_, std::exchange(saved_error_, absl::OkStatus())).ok();
     if (capture_failed_) return -1;
     graphs_.push_back(std::move(recording_));
     recording_.clear();
@@ -168,7 +190,8 @@ class DeviceLikeCpuOps final : public kernels::Ops {
   std::vector<std::function<void()>> recording_;
   std::vector<std::vector<std::function<void()>>> graphs_;
   std::map<char*, int64_t> allocations_;
-  absl::Status error_;
+  absl::Status error_, saved_error_;
+  int64_t partial_blocks_ = 0, workspace_epoch_ = 0;
 };
 
 }  // namespace olmo::testing

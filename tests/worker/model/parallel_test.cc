@@ -448,6 +448,109 @@ TEST_P(PpTest, GenerationMatchesOneRank) {
                 name + " tp " + std::to_string(tp) + " pp " + std::to_string(pp));
 }
 
+// NCCL's rule for graphs: every rank of a TP group captures and launches the same steps. Each
+// stage's ranks must have launched the same number of graphs.
+void ExpectUniformGraphs(const PipelineGroup& g) {
+  for (int s = 0; s < g.pp; ++s) {
+    const int64_t first = g.workers[s * g.tp]->model->graph_launches();
+    for (int r = 1; r < g.tp; ++r) {
+      EXPECT_EQ(g.workers[s * g.tp + r]->model->graph_launches(), first)
+          << "stage " << s << ": tp rank " << r << " launched graphs on other steps than rank 0";
+    }
+  }
+}
+
+// Greedy requests arriving in an order that grows the attention workspace between a graph's
+// capture and its next launch: 12 one-block prompts (60 tokens, each done after its first token)
+// size the model's buffers for the whole run; two sequences decode
+// past their first KV block (their graphs are captured at max_blocks 2); then a 40-token prompt
+// (3 blocks) grows the backend's split-K partials; when it finishes, the first shape returns.
+Outputs RunGrowingWorkspace(StepExecutor* ex) {
+  engine::Engine engine(ex, {64, 64, 0});
+  auto add = [&](int64_t id, int prompt_len, int max_tokens) {
+    engine::Request r;
+    r.seq_id = id;
+    for (int i = 0; i < prompt_len; ++i) r.prompt_ids.push_back((id * 37 + i * 11) % 380 + 1);
+    r.max_tokens = max_tokens;
+    r.ignore_eos = true;
+    r.sampling.temperature = 0.0f;
+    EXPECT_TRUE(engine.Add(r).ok());
+  };
+  Outputs out;
+  auto step = [&] {
+    auto u = engine.Step();
+    EXPECT_TRUE(u.ok()) << u.status();
+    if (!u.ok()) return false;
+    for (auto& x : *u) out[x.seq_id].push_back(x);
+    return true;
+  };
+  for (int i = 0; i < 12; ++i) add(10 + i, 5, 1);  // 60 tokens in one block each
+  add(1, 5, 60);
+  add(2, 5, 60);
+  add(3, 5, 8);
+  while (out[1].size() < 16) {
+    if (!step()) return out;
+  }
+  add(4, 40, 3);
+  while (engine.HasWork()) {
+    if (!step()) break;
+  }
+  return out;
+}
+
+// A graph captured before the backend grew a workspace it uses must not be launched again (on
+// CUDA it would read freed memory); at tp 2 the ranks also drop and recapture together.
+TEST(GraphsTest, NoLaunchOfAGraphOlderThanAWorkspaceGrowth) {
+  for (int tp : {1, 2}) {
+    SCOPED_TRACE(::testing::Message() << "tp " << tp);
+    PipelineGroup plain = LoadPipeline("gqa_bf16", tp, 1, 16, 64, Backend::kDeviceSampling);
+    PipelineExecutor px(&plain);
+    const Outputs want = RunGrowingWorkspace(&px);
+    PipelineGroup graphed = LoadPipeline("gqa_bf16", tp, 1, 16, 64, Backend::kDeviceGraphs);
+    PipelineExecutor gx(&graphed);
+    const Outputs got = RunGrowingWorkspace(&gx);
+    ASSERT_EQ(got.size(), 16u);
+    for (const auto& [id, tokens] : want) {
+      ASSERT_EQ(got.at(id).size(), tokens.size()) << "seq " << id;
+      for (size_t t = 0; t < tokens.size(); ++t) {
+        EXPECT_EQ(got.at(id)[t].token_id, tokens[t].token_id) << "seq " << id << " token " << t;
+        EXPECT_EQ(got.at(id)[t].logprob, tokens[t].logprob) << "seq " << id << " token " << t;
+      }
+    }
+    for (const auto& w : graphed.workers) {
+      auto* ops = static_cast<DeviceLikeCpuOps*>(w->ops.get());
+      EXPECT_GE(ops->workspace_epoch(), 3) << "the scenario did not grow the workspace";
+      EXPECT_GT(w->model->graph_launches(), 0);
+      EXPECT_EQ(ops->stale_replays, 0) << "a graph ran on a reallocated workspace";
+    }
+    ExpectUniformGraphs(graphed);
+  }
+}
+
+// A capture that fails on one TP rank only (it could not begin, or it failed at the end) turns
+// graphs off on every rank of the group, and the results stay those of the plain device path.
+TEST(GraphsTest, CaptureFailureOnOneRankTurnsGraphsOffOnEveryRank) {
+  const Golden gold = LoadGolden("gqa_bf16");
+  PipelineGroup plain = LoadPipeline("gqa_bf16", 2, 1, 8, 128, Backend::kDeviceSampling);
+  PipelineExecutor px(&plain);
+  const Outputs want = RunPrompts(&px, gold, 6);
+  for (auto fault :
+       {DeviceLikeCpuOps::CaptureFault::kBegin, DeviceLikeCpuOps::CaptureFault::kEnd}) {
+    SCOPED_TRACE(::testing::Message() << "fault " << static_cast<int>(fault));
+    PipelineGroup g = LoadPipeline("gqa_bf16", 2, 1, 8, 128, Backend::kDeviceGraphs);
+    static_cast<DeviceLikeCpuOps*>(g.workers[1]->ops.get())->capture_fault = fault;
+    PipelineExecutor gx(&g);
+    const Outputs got = RunPrompts(&gx, gold, 6);
+    for (const auto& w : g.workers) EXPECT_EQ(w->model->graph_launches(), 0);
+    for (int i = 0; i < 4; ++i) {
+      ASSERT_EQ(got.at(i).size(), want.at(i).size());
+      for (size_t t = 0; t < want.at(i).size(); ++t) {
+        EXPECT_EQ(got.at(i)[t].token_id, want.at(i)[t].token_id) << "seq " << i << " token " << t;
+      }
+    }
+  }
+}
+
 // The model's device path (backend buffers, staged inputs and outputs) on the CPU kernels gives
 // bitwise the host path's results, at tp x pp with replicated kv heads and uneven vocab slices
 // too, with either kind of collectives: a host Comm (staged through host memory: how a GPU group
@@ -476,7 +579,9 @@ TEST_P(PpTest, DevicePathMatchesHostPathBitwise) {
         for (const auto& w : dev.workers) {
           EXPECT_GT(w->model->graph_launches(), 0) << "no decode step ran as a graph";
           EXPECT_GT(static_cast<DeviceLikeCpuOps*>(w->ops.get())->graph_launches, 0);
+          EXPECT_EQ(static_cast<DeviceLikeCpuOps*>(w->ops.get())->stale_replays, 0);
         }
+        ExpectUniformGraphs(dev);
       }
       for (int i = 0; i < 4; ++i) {
         ASSERT_EQ(got[i].size(), want[i].size());

@@ -384,6 +384,7 @@ class OpsBuffer {
   T* data() { return data_; }
   const T* data() const { return data_; }
   size_t size() const { return size_; }
+  size_t capacity() const { return capacity_; }
 
  private:
   Ops* ops_ = nullptr;

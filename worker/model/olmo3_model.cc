@@ -1,5 +1,7 @@
 #include "worker/model/olmo3_model.h"
 
+#include <algorithm>
+#include <bit>
 #include <cmath>
 #include <numeric>
 
@@ -56,6 +58,14 @@ absl::StatusOr<kernels::OpsBuffer<float>> ToBackend(kernels::Ops* ops, const std
   return b;
 }
 
+// Uploads n elements, growing the buffer geometrically: a step slightly larger than every earlier
+// one does not reallocate it (which would make every captured graph stale).
+template <typename T>
+bool UploadGrowing(kernels::OpsBuffer<T>& buf, const T* host, size_t n) {
+  if (n > buf.capacity() && !buf.resize(std::max(n, 2 * buf.capacity()))) return false;
+  return buf.Upload(host, n);
+}
+
 absl::Status Resize(kernels::OpsBuffer<float>& b, int64_t n, const char* what) {
   if (!b.resize(static_cast<size_t>(n))) {
     return absl::ResourceExhaustedError(
@@ -65,6 +75,12 @@ absl::Status Resize(kernels::OpsBuffer<float>& b, int64_t n, const char* what) {
 }
 
 }  // namespace
+
+int64_t GraphTableWidth(int64_t max_blocks) {
+  if (max_blocks <= 4) return max_blocks;
+  const int64_t quantum = std::bit_floor(static_cast<uint64_t>(max_blocks)) / 4;
+  return (max_blocks + quantum - 1) / quantum * quantum;
+}
 
 absl::StatusOr<std::unique_ptr<Olmo3Model>> Olmo3Model::Load(
     const ModelConfig& config, std::shared_ptr<const checkpoint::Checkpoint> checkpoint,
@@ -228,7 +244,7 @@ absl::Status Olmo3Model::RunLayer(int64_t layer_index, const Layer& L, const For
   ap.positions = inputs_.positions;
   ap.token_seq = inputs_.token_seq;
   ap.block_tables = inputs_.tables[L.group];
-  ap.max_blocks = b.max_blocks[L.group];
+  ap.max_blocks = inputs_.table_width[L.group];
   ap.window = L.window;
   ap.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.head_dim)));
   ap.cache = kv;
@@ -266,22 +282,38 @@ void Olmo3Model::BindBuffers() {
 
 // The CPU backend reads the batch's vectors directly; a device backend gets copies.
 absl::Status Olmo3Model::StageInputs(const ForwardBatch& b) {
+  // Graphed steps use padded table widths (GraphTableWidth): fewer step shapes.
+  const bool graphed = Graphable(b);
+  for (int g = 0; g < kNumKvGroups; ++g) {
+    inputs_.table_width[g] = graphed ? GraphTableWidth(b.max_blocks[g]) : b.max_blocks[g];
+    inputs_.tables[g] = b.block_tables[g].data();
+    if (inputs_.table_width[g] == b.max_blocks[g]) continue;
+    const int64_t from = std::max<int64_t>(b.max_blocks[g], 1);
+    const int64_t to = std::max<int64_t>(inputs_.table_width[g], 1);
+    const int64_t rows = static_cast<int64_t>(b.block_tables[g].size()) / from;
+    std::vector<int32_t>& padded = padded_tables_[g];
+    padded.assign(static_cast<size_t>(rows * to), 0);
+    for (int64_t r = 0; r < rows; ++r) {
+      std::copy_n(b.block_tables[g].begin() + r * from, from, padded.begin() + r * to);
+    }
+    inputs_.tables[g] = padded.data();
+  }
   if (!ops_->on_device()) {
     inputs_.ids = b.token_ids.data();
     inputs_.positions = b.positions.data();
     inputs_.token_seq = b.token_seq.data();
-    for (int g = 0; g < kNumKvGroups; ++g) {
-      inputs_.tables[g] = b.block_tables[g].data();
-      inputs_.slots[g] = b.slots[g].data();
-    }
+    for (int g = 0; g < kNumKvGroups; ++g) inputs_.slots[g] = b.slots[g].data();
     return absl::OkStatus();
   }
-  bool ok = ids_dev_.Upload(b.token_ids.data(), b.token_ids.size()) &&
-            positions_dev_.Upload(b.positions.data(), b.positions.size()) &&
-            token_seq_dev_.Upload(b.token_seq.data(), b.token_seq.size());
+  bool ok = UploadGrowing(ids_dev_, b.token_ids.data(), b.token_ids.size()) &&
+            UploadGrowing(positions_dev_, b.positions.data(), b.positions.size()) &&
+            UploadGrowing(token_seq_dev_, b.token_seq.data(), b.token_seq.size());
   for (int g = 0; g < kNumKvGroups; ++g) {
-    ok = ok && tables_dev_[g].Upload(b.block_tables[g].data(), b.block_tables[g].size()) &&
-         slots_dev_[g].Upload(b.slots[g].data(), b.slots[g].size());
+    const size_t table_size = inputs_.tables[g] == b.block_tables[g].data()
+                                  ? b.block_tables[g].size()
+                                  : padded_tables_[g].size();
+    ok = ok && UploadGrowing(tables_dev_[g], inputs_.tables[g], table_size) &&
+         UploadGrowing(slots_dev_[g], b.slots[g].data(), b.slots[g].size());
     inputs_.tables[g] = tables_dev_[g].data();
     inputs_.slots[g] = slots_dev_[g].data();
   }
@@ -508,8 +540,8 @@ absl::Status Olmo3Model::RunGraphed(const ForwardBatch& b, kv::KvCache* cache, b
     return gather ? Logits(b, nullptr) : LocalLogits(b, nullptr);
   };
   enum Mode : int32_t { kPlain = 0, kCapture = 1, kLaunch = 2 };
-  const std::array<int64_t, 4> key = {b.num_tokens(), b.max_blocks[0], b.max_blocks[1],
-                                      gather ? 1 : 0};
+  const std::array<int64_t, 4> key = {b.num_tokens(), inputs_.table_width[0],
+                                      inputs_.table_width[1], gather ? 1 : 0};
   DropStaleGraphs();
   if (graphs_.size() >= kMaxGraphs) {  // many shapes: start over rather than grow without bound
     ops_->DropGraphs();

@@ -19,6 +19,12 @@
 
 namespace olmo::model {
 
+// The block-table width of a graphed decode step: max_blocks rounded up to one of four widths
+// per power of two (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, ...; at most 25% more), so that
+// a context growing by one block does not make a new step shape (a plain step and a capture)
+// every block_size tokens. Attention reads a table only up to each sequence's position.
+int64_t GraphTableWidth(int64_t max_blocks);
+
 struct ModelOptions {
   int64_t layer_begin = 0;
   int64_t layer_end = -1;  // -1: every layer
@@ -150,8 +156,10 @@ class Olmo3Model {
     const int32_t *ids, *positions, *token_seq;
     const int32_t* tables[kNumKvGroups];
     const int64_t* slots[kNumKvGroups];
+    int64_t table_width[kNumKvGroups];  // row stride of tables[g]: max_blocks[g], or padded
   };
   StepInputs inputs_{};
+  std::array<std::vector<int32_t>, kNumKvGroups> padded_tables_;  // host rows at table_width
   absl::Status StageInputs(const ForwardBatch& batch);
   // Host-side work before the layers: workspaces sized, inputs staged, ids checked, hidden_in
   // copied into x_ (later stages).

@@ -111,6 +111,7 @@ class DeviceLikeCpuOps final : public kernels::Ops {
   int64_t graph_launches = 0;
   int64_t workspace_epoch() const override { return workspace_epoch_; }
   int64_t stale_replays = 0;
+  int64_t captures = 0;  // graphs recorded
   // Fault injection: while set, BeginCapture fails (kBegin) or EndCapture does (kEnd).
   enum class CaptureFault { kNone, kBegin, kEnd };
   CaptureFault capture_fault = CaptureFault::kNone;
@@ -127,6 +128,7 @@ class DeviceLikeCpuOps final : public kernels::Ops {
     capturing_ = false;
     capture_failed_ |= !std::exchange(error_, std::exchange(saved_error_, absl::OkStatus())).ok();
     if (capture_failed_) return -1;
+    ++captures;
     graphs_.push_back(std::move(recording_));
     recording_.clear();
     return static_cast<int64_t>(graphs_.size()) - 1;

@@ -4,6 +4,7 @@
 // one rank up to the first near-tie of the reference (DESIGN.md §5 margin rule).
 #include <barrier>
 #include <functional>
+#include <set>
 #include <thread>
 
 #include "common/parallel_config.h"
@@ -525,6 +526,72 @@ TEST(GraphsTest, NoLaunchOfAGraphOlderThanAWorkspaceGrowth) {
     }
     ExpectUniformGraphs(graphed);
   }
+}
+
+TEST(GraphsTest, TableWidthsRoundUpToFourPerPowerOfTwo) {
+  for (auto [mb, want] : std::vector<std::pair<int64_t, int64_t>>{{0, 0},
+                                                                  {1, 1},
+                                                                  {4, 4},
+                                                                  {5, 5},
+                                                                  {7, 7},
+                                                                  {8, 8},
+                                                                  {9, 10},
+                                                                  {11, 12},
+                                                                  {16, 16},
+                                                                  {17, 20},
+                                                                  {33, 40},
+                                                                  {100, 112},
+                                                                  {4097, 5120}}) {
+    EXPECT_EQ(model::GraphTableWidth(mb), want) << mb;
+  }
+  std::set<int64_t> widths;
+  for (int64_t mb = 1; mb <= 8192; ++mb) {
+    const int64_t w = model::GraphTableWidth(mb);
+    ASSERT_GE(w, mb);
+    ASSERT_LE(4 * w, 5 * mb) << mb;  // at most 25% wider
+    widths.insert(w);
+  }
+  EXPECT_EQ(widths.size(), 4u + 4u * 11u);  // 1-4, then four per power of two up to 8192
+}
+
+// One sequence decoding 200 tokens in 4-token blocks (its table grows to 52 blocks): padded
+// table widths and geometrically grown input buffers keep the captures few, and the tokens and
+// logprobs are those of the plain device path.
+TEST(GraphsTest, LongDecodeCapturesFewShapes) {
+  auto run = [](StepExecutor* ex) {
+    engine::Engine engine(ex, {64, 64, 0});
+    engine::Request r;
+    r.seq_id = 1;
+    r.prompt_ids = {3, 1, 4, 1, 5};
+    r.max_tokens = 200;
+    r.ignore_eos = true;
+    r.sampling.temperature = 0.0f;
+    EXPECT_TRUE(engine.Add(r).ok());
+    std::vector<engine::SeqUpdate> out;
+    while (engine.HasWork()) {
+      auto u = engine.Step();
+      EXPECT_TRUE(u.ok()) << u.status();
+      if (!u.ok()) break;
+      out.insert(out.end(), u->begin(), u->end());
+    }
+    return out;
+  };
+  PipelineGroup plain = LoadPipeline("gqa_bf16", 1, 1, 4, 128, Backend::kDeviceSampling);
+  PipelineExecutor px(&plain);
+  const auto want = run(&px);
+  PipelineGroup graphed = LoadPipeline("gqa_bf16", 1, 1, 4, 128, Backend::kDeviceGraphs);
+  PipelineExecutor gx(&graphed);
+  const auto got = run(&gx);
+  ASSERT_EQ(got.size(), 200u);
+  ASSERT_EQ(want.size(), 200u);
+  for (size_t t = 0; t < want.size(); ++t) {
+    EXPECT_EQ(got[t].token_id, want[t].token_id) << t;
+    EXPECT_EQ(got[t].logprob, want[t].logprob) << t;
+  }
+  auto* ops = static_cast<DeviceLikeCpuOps*>(graphed.workers[0]->ops.get());
+  EXPECT_LE(ops->captures, 20) << "one capture per table width (19 up to 52 blocks), and few more";
+  EXPECT_GE(graphed.workers[0]->model->graph_launches(), 150);
+  EXPECT_EQ(ops->stale_replays, 0);
 }
 
 // A capture that fails on one TP rank only (it could not begin, or it failed at the end) turns

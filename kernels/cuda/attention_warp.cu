@@ -1,5 +1,6 @@
 // AttentionWarp: the simple paged attention kernel, the DEFAULT of the CUDA backend because it is
-// the one verified on a GPU (H100 and H200, 2026-11-22: every gpu test and the model fixtures).
+// the one verified on a GPU (H100 and H200, 2026-11-22: every gpu test and the model fixtures;
+// since then only its loops changed, unrolled over kMaxPerLane: not yet rerun on a GPU).
 // attention.cu holds the tiled, GQA-sharing, split-K kernel (CudaAttention::kTiled), not yet run
 // on a GPU.
 //
@@ -11,7 +12,8 @@
 // length runs in one pass with registers only. Keys outside [lo, p] are never read, so a sliding
 // layer touches only the blocks inside its window.
 //
-// Its limits (measured 227-235 GB/s effective at batch 64 x 4k context): each KV row is read
+// Its limits (measured 227-235 GB/s effective at batch 64 x 4k context, before q and acc moved
+// from local memory to registers: not measured since): each KV row is read
 // once per query head of its group, and each key costs a warp reduction on the critical path.
 #include <cuda_bf16.h>
 
@@ -40,11 +42,14 @@ __global__ void AttentionWarpKernel(AttentionParams p) {
   const int32_t* table = p.block_tables + static_cast<int64_t>(p.token_seq[t]) * p.max_blocks;
   const int per_lane = static_cast<int>((D + 31) / 32);
 
+  // Loops run over all kMaxPerLane slots, unrolled, with `e < per_lane` guards: constant indices
+  // keep q and acc in registers (a runtime bound put them in local memory).
   float q[kMaxPerLane], acc[kMaxPerLane];
   const float* qrow = p.q + t * p.q_stride + h * D;
-  for (int e = 0; e < per_lane; ++e) {
+#pragma unroll
+  for (int e = 0; e < kMaxPerLane; ++e) {
     const int64_t d = lane + 32 * e;
-    q[e] = d < D ? qrow[d] * p.scale : 0.0f;
+    q[e] = e < per_lane && d < D ? qrow[d] * p.scale : 0.0f;
     acc[e] = 0.0f;
   }
   float running_max = -FLT_MAX, running_sum = 0.0f;
@@ -55,26 +60,29 @@ __global__ void AttentionWarpKernel(AttentionParams p) {
         static_cast<const T*>(p.cache.data) + (block * 2 * kvh + g) * bs * D + (u % bs) * D;
     const T* v = k + plane;
     float dot = 0.0f;
-    for (int e = 0; e < per_lane; ++e) {
+#pragma unroll
+    for (int e = 0; e < kMaxPerLane; ++e) {
       const int64_t d = lane + 32 * e;
-      if (d < D) dot += q[e] * Widen(k[d]);
+      if (e < per_lane && d < D) dot += q[e] * Widen(k[d]);
     }
     dot = WarpSum(dot);
     const float new_max = fmaxf(running_max, dot);
     const float correction = expf(running_max - new_max);
     const float weight = expf(dot - new_max);
     running_sum = running_sum * correction + weight;
-    for (int e = 0; e < per_lane; ++e) {
+#pragma unroll
+    for (int e = 0; e < kMaxPerLane; ++e) {
       const int64_t d = lane + 32 * e;
-      acc[e] = acc[e] * correction + (d < D ? weight * Widen(v[d]) : 0.0f);
+      if (e < per_lane) acc[e] = acc[e] * correction + (d < D ? weight * Widen(v[d]) : 0.0f);
     }
     running_max = new_max;
   }
   float* out = p.out + (t * p.num_heads + h) * D;
   const float inv = 1.0f / running_sum;
-  for (int e = 0; e < per_lane; ++e) {
+#pragma unroll
+  for (int e = 0; e < kMaxPerLane; ++e) {
     const int64_t d = lane + 32 * e;
-    if (d < D) out[d] = acc[e] * inv;
+    if (e < per_lane && d < D) out[d] = acc[e] * inv;
   }
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -17,8 +18,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
@@ -62,7 +61,9 @@ struct Process {
   }
 };
 
-inline Process Spawn(const std::vector<std::string>& argv, const std::string& log) {
+// extra_env: "NAME=value" entries added to this process's environment for the child only.
+inline Process Spawn(const std::vector<std::string>& argv, const std::string& log,
+                     const std::vector<std::string>& extra_env = {}) {
   Process p;
   p.log = log;
   posix_spawn_file_actions_t fa;
@@ -76,7 +77,11 @@ inline Process Spawn(const std::vector<std::string>& argv, const std::string& lo
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  if (posix_spawn(&p.pid, args[0], &fa, &attr, args.data(), environ) != 0) p.pid = -1;
+  std::vector<char*> env;
+  for (char** e = environ; *e != nullptr; ++e) env.push_back(*e);
+  for (const auto& e : extra_env) env.push_back(const_cast<char*>(e.c_str()));
+  env.push_back(nullptr);
+  if (posix_spawn(&p.pid, args[0], &fa, &attr, args.data(), env.data()) != 0) p.pid = -1;
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   return p;
@@ -87,11 +92,10 @@ inline const std::string& DemoModel() {
   static const std::string dir = [] {
     std::string d = ::testing::TempDir() + "/olmo_e2e_model_XXXXXX";
     if (mkdtemp(d.data()) == nullptr) return std::string();
-    std::string cmd = kBin + "make-tiny/make-tiny --preset tiny-demo --out " + d +
-                      " --tokenizer " + OLMO_TEST_DATA_DIR +
-                      "/tokenizer/olmo3_instruct.tokenizer.json --chat-template " +
-                      OLMO_TEST_DATA_DIR + "/tokenizer/chat_templates/olmo_instruct.jinja" +
-                      " > /dev/null 2>&1";
+    std::string cmd =
+        kBin + "make-tiny/make-tiny --preset tiny-demo --out " + d + " --tokenizer " +
+        OLMO_TEST_DATA_DIR + "/tokenizer/olmo3_instruct.tokenizer.json --chat-template " +
+        OLMO_TEST_DATA_DIR + "/tokenizer/chat_templates/olmo_instruct.jinja" + " > /dev/null 2>&1";
     EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
     return d;
   }();
@@ -107,9 +111,15 @@ class Cluster {
     if (mkdtemp(pattern.data()) == nullptr) return;
     dir_ = pattern;
     const std::string addr = dir_ + "/address.json";
-    std::vector<std::string> argv = {kBin + "olmo-coordinator/olmo-coordinator", "--model",
-                                     DemoModel(), "--listen", "127.0.0.1:0", "--control-listen",
-                                     "127.0.0.1:0", "--address-file", addr};
+    std::vector<std::string> argv = {kBin + "olmo-coordinator/olmo-coordinator",
+                                     "--model",
+                                     DemoModel(),
+                                     "--listen",
+                                     "127.0.0.1:0",
+                                     "--control-listen",
+                                     "127.0.0.1:0",
+                                     "--address-file",
+                                     addr};
     argv.insert(argv.end(), coordinator_flags.begin(), coordinator_flags.end());
     coordinator_ = Spawn(argv, dir_ + "/coordinator.log");
     for (int i = 0; i < 200 && !std::filesystem::exists(addr); ++i) {
@@ -140,16 +150,27 @@ class Cluster {
 
   bool ok() const { return !client_.empty(); }
   // Starts a worker group of tp x pp ranks; returns its index.
-  int AddGroup(int tp, int pp, const std::string& name, std::vector<std::string> extra = {}) {
+  // env: "NAME=value" entries for the group's processes only.
+  int AddGroup(int tp, int pp, const std::string& name, std::vector<std::string> extra = {},
+               const std::vector<std::string>& env = {}) {
     std::vector<std::string> argv = {"/bin/bash",
                                      std::string(OLMO_SOURCE_DIR) + "/deploy/local/mpirun.sh",
                                      std::to_string(tp * pp),
                                      kBin + "olmo-worker/olmo-worker",
-                                     "--model", DemoModel(), "--tp", std::to_string(tp), "--pp",
-                                     std::to_string(pp), "--coordinator", control_,
-                                     "--group-name", name, "--threads", "1"};
+                                     "--model",
+                                     DemoModel(),
+                                     "--tp",
+                                     std::to_string(tp),
+                                     "--pp",
+                                     std::to_string(pp),
+                                     "--coordinator",
+                                     control_,
+                                     "--group-name",
+                                     name,
+                                     "--threads",
+                                     "1"};
     argv.insert(argv.end(), extra.begin(), extra.end());
-    groups_.push_back(Spawn(argv, dir_ + "/group_" + name + ".log"));
+    groups_.push_back(Spawn(argv, dir_ + "/group_" + name + ".log", env));
     return static_cast<int>(groups_.size()) - 1;
   }
   // Waits until `n` groups are attached and the service is SERVING.
@@ -160,8 +181,7 @@ class Cluster {
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
       v1::ModelInfo info;
-      if (stub_->GetModelInfo(&ctx, v1::GetModelInfoRequest(), &info).ok() &&
-          info.kv_size() >= n) {
+      if (stub_->GetModelInfo(&ctx, v1::GetModelInfoRequest(), &info).ok() && info.kv_size() >= n) {
         return true;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -254,14 +274,14 @@ inline Completion Generate(v1::Inference::Stub* stub, const v1::GenerateRequest&
 // `batch` is a JSON object as olmo-generate --batch takes it; returns its JSON outputs.
 inline std::vector<nlohmann::json> Reference(const std::vector<nlohmann::json>& batch,
                                              const std::string& extra_flags = "") {
-  const std::string in = ::testing::TempDir() + "/olmo_e2e_ref_" + std::to_string(getpid()) +
-                         ".jsonl";
+  const std::string in =
+      ::testing::TempDir() + "/olmo_e2e_ref_" + std::to_string(getpid()) + ".jsonl";
   {
     std::ofstream out(in);
     for (const auto& j : batch) out << j.dump() << "\n";
   }
-  std::string cmd = kBin + "olmo-generate/olmo-generate --model " + DemoModel() + " --batch " +
-                    in + " --logprobs 2 " + extra_flags + " 2>/dev/null";
+  std::string cmd = kBin + "olmo-generate/olmo-generate --model " + DemoModel() + " --batch " + in +
+                    " --logprobs 2 " + extra_flags + " 2>/dev/null";
   std::vector<nlohmann::json> outs;
   FILE* p = popen(cmd.c_str(), "r");
   if (p == nullptr) return outs;

@@ -5,7 +5,6 @@
 // each stream is continuous (one finish, usage equal to the tokens received) and greedy outputs
 // equal olmo-generate offline: the lost group's requests were recomputed elsewhere and resumed
 // after the tokens already streamed.
-#include <cstdlib>
 #include <future>
 #include <random>
 
@@ -38,16 +37,13 @@ void RunFailover(Strike strike) {
   Cluster c({"--heartbeat-timeout-s", "2", "--step-timeout-s", "10"});
   ASSERT_TRUE(c.ok()) << c.Logs();
   // The injected error: world rank 1 (a follower) or 0 (the leader, which talks to the
-  // coordinator) fails the group's step 30, mid-decode. The variable is set only while the
-  // victim's mpirun is spawned (the ranks inherit it).
+  // coordinator) fails the group's step 30, mid-decode. Only the victim's processes get it.
   const bool step_error =
       strike == Strike::kStepErrorOnRank || strike == Strike::kStepErrorOnLeader;
   const int fault_rank = strike == Strike::kStepErrorOnLeader ? 0 : 1;
-  if (step_error) {
-    setenv("OLMO_FAULT_STEP_ERROR", (std::to_string(fault_rank) + ":30").c_str(), 1);
-  }
-  c.AddGroup(2, 1, "victim", {"--heartbeat-seconds", "0.2", "--watchdog-seconds", "120"});
-  unsetenv("OLMO_FAULT_STEP_ERROR");
+  std::vector<std::string> env;
+  if (step_error) env.push_back("OLMO_FAULT_STEP_ERROR=" + std::to_string(fault_rank) + ":30");
+  c.AddGroup(2, 1, "victim", {"--heartbeat-seconds", "0.2", "--watchdog-seconds", "120"}, env);
   ASSERT_TRUE(c.WaitGroups(1)) << c.Logs();  // the victim attaches first: g0
   c.AddGroup(2, 1, "survivor", {"--heartbeat-seconds", "0.2"});
   ASSERT_TRUE(c.WaitGroups(2)) << c.Logs();

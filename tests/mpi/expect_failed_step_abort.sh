@@ -3,6 +3,7 @@
 # whole worker group at once: non-zero exit, the rank's error on stderr, no process left, and well
 # before the watchdog (60 s here) would have caught the ranks left waiting in that step's
 # collectives. Covers a follower and the leader at tp 2, and every rank's position at tp 2 x pp 2.
+# Then a failure after a rank's stage ran, at the final step: no result may leave the group.
 #   expect_failed_step_abort.sh OLMO_GENERATE MODEL_DIR MPIRUN_SH
 set -u
 GEN=$1 MODEL=$2 MPIRUN=$3
@@ -39,5 +40,25 @@ for c in "2 2 1 1:3" "2 2 1 0:3" "4 2 2 1:2" "4 2 2 2:4" "4 2 2 3:3" "4 2 2 0:5"
     exit 1
   fi
   echo "tp $tp pp $pp fault $spec: rc $rc after ${elapsed} s"
+done
+# A rank that fails after its stage ran (an op error found at the step's last synchronization)
+# at the final step: tp rank 0 must not return that step, so olmo-generate prints no output.
+echo '{"prompt_ids": [1, 2, 3, 4], "max_tokens": 6}' > "$TMP/one.jsonl"  # steps 0-5
+for c in "2 2 1 1:5:after" "4 2 2 3:5:after"; do
+  read -r n tp pp spec <<<"$c"
+  OLMO_FAULT_STEP_ERROR=$spec timeout 60 bash "$MPIRUN" "$n" "$GEN" --model "$MODEL" \
+    --batch "$TMP/one.jsonl" --ignore-eos --tp "$tp" --pp "$pp" --watchdog-seconds 60 \
+    > "$TMP/out" 2> "$TMP/err"
+  rc=$?
+  if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ]; then
+    echo "tp $tp pp $pp fault $spec: rc $rc"; cat "$TMP/err"; exit 1
+  fi
+  grep -q "injected fault after step 5" "$TMP/err" ||
+    { echo "tp $tp pp $pp fault $spec: the failing rank's error is not on stderr"; cat "$TMP/err"; exit 1; }
+  if [ -s "$TMP/out" ]; then
+    echo "tp $tp pp $pp fault $spec: printed results of a group whose rank failed the step:"
+    cat "$TMP/out"; exit 1
+  fi
+  echo "tp $tp pp $pp fault $spec: rc $rc, no output"
 done
 echo "FAILED_STEP_ABORTED"

@@ -1,7 +1,9 @@
 #include "worker/group/group_runner.h"
 
 #include <cstdlib>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
@@ -26,18 +28,22 @@ int64_t PlanTokens(const StepPlan& plan) {
   return n;
 }
 
-// OLMO_FAULT_STEP_ERROR="RANK:STEP": the step this rank must fail, -1 if none (or unparsable).
-int64_t FaultStep(int rank) {
+// OLMO_FAULT_STEP_ERROR="RANK:STEP[:after]": the step this rank must fail (-1 if none, or
+// unparsable), and whether it fails after running its stage (as an op error found at the step's
+// last synchronization would) rather than before.
+std::pair<int64_t, bool> FaultStep(int rank) {
   const char* env = std::getenv("OLMO_FAULT_STEP_ERROR");
-  if (env == nullptr) return -1;
-  std::pair<std::string, std::string> parts = absl::StrSplit(env, absl::MaxSplits(':', 1));
+  if (env == nullptr) return {-1, false};
+  std::vector<std::string> parts = absl::StrSplit(env, ':');
   int fault_rank = 0;
   int64_t step = 0;
-  if (!absl::SimpleAtoi(parts.first, &fault_rank) || !absl::SimpleAtoi(parts.second, &step)) {
-    spdlog::warn("ignoring OLMO_FAULT_STEP_ERROR='{}': expected RANK:STEP", env);
-    return -1;
+  if (parts.size() < 2 || parts.size() > 3 || !absl::SimpleAtoi(parts[0], &fault_rank) ||
+      !absl::SimpleAtoi(parts[1], &step) || (parts.size() == 3 && parts[2] != "after")) {
+    spdlog::warn("ignoring OLMO_FAULT_STEP_ERROR='{}': expected RANK:STEP or RANK:STEP:after", env);
+    return {-1, false};
   }
-  return fault_rank == rank ? step : -1;
+  if (fault_rank != rank) return {-1, false};
+  return {step, parts.size() == 3};
 }
 
 }  // namespace
@@ -52,7 +58,8 @@ GroupRunner::GroupRunner(StepRunner* runner, const ParallelConfig& config, comm:
       pipeline_(pipeline),
       hidden_size_(hidden_size),
       step_timeout_s_(step_timeout_s),
-      fault_step_(FaultStep(config.rank)) {
+      fault_step_(FaultStep(config.rank).first),
+      fault_after_(FaultStep(config.rank).second) {
   if (config_.rank == 0 && config_.pp > 1) receiver_ = std::thread([this] { ReceiveResults(); });
 }
 
@@ -86,14 +93,27 @@ void GroupRunner::ReceiveResults() {
 absl::StatusOr<StepResult> GroupRunner::RunAndForward(const StepPlan& plan,
                                                       const std::string& encoded) {
   absl::StatusOr<StepResult> result = RunAndForwardUnchecked(plan, encoded);
-  if (!result.ok() || !result->status.ok()) step_failed_ = true;
+  if (result.ok() && result->status.ok() && fault_after_ && plan.step_id == fault_step_) {
+    result = absl::InternalError(
+        absl::StrFormat("rank %d: injected fault after step %d (OLMO_FAULT_STEP_ERROR)",
+                        config_.rank, plan.step_id));
+  }
+  if (!result.ok() || !result->status.ok()) {
+    step_failed_ = true;
+    return result;
+  }
+  // A result leaves the group only once every rank of the last stage finished the step: an op
+  // error that one rank finds at its last synchronization (after its collectives ran on stale
+  // data) must not let tp rank 0 return tokens built on that data. A rank that failed never
+  // arrives; it ends the job (AbortWorld) and this barrier with it.
+  if (config_.is_last_stage() && config_.tp > 1) OLMO_RETURN_IF_ERROR(tp_->Barrier());
   return result;
 }
 
 absl::StatusOr<StepResult> GroupRunner::RunAndForwardUnchecked(const StepPlan& plan,
                                                                const std::string& encoded) {
   world_->SetStepId(plan.step_id);
-  if (plan.step_id == fault_step_) {
+  if (plan.step_id == fault_step_ && !fault_after_) {
     return absl::InternalError(absl::StrFormat(
         "rank %d: injected fault at step %d (OLMO_FAULT_STEP_ERROR)", config_.rank, plan.step_id));
   }

@@ -32,7 +32,10 @@ class GroupRunner {
   // (waiting for the next plan is unbounded); <= 0 disables it.
   // Fault injection for tests: the environment variable OLMO_FAULT_STEP_ERROR="RANK:STEP" makes
   // world rank RANK fail step STEP with an InternalError before running it, as an error on one
-  // rank alone (an out-of-memory, a device fault) would.
+  // rank alone (an out-of-memory, a device fault) would; "RANK:STEP:after" fails it after its
+  // stage ran (an op error found at the step's last synchronization).
+  // At tp > 1 the last stage's ranks pass a barrier (host Comm) before a result leaves the group,
+  // so tp rank 0 never returns a step that another rank failed.
   GroupRunner(StepRunner* runner, const ParallelConfig& config, comm::Comm* world, comm::Comm* tp,
               comm::Comm* pipeline, int64_t hidden_size, double step_timeout_s);
   ~GroupRunner();
@@ -66,8 +69,9 @@ class GroupRunner {
   comm::Comm* pipeline_;
   int64_t hidden_size_;
   double step_timeout_s_;
-  int64_t fault_step_ = -1;
-  std::atomic<bool> step_failed_{false};  // OLMO_FAULT_STEP_ERROR's step on this rank, -1 = none
+  int64_t fault_step_ = -1;   // OLMO_FAULT_STEP_ERROR's step on this rank, -1 = none
+  bool fault_after_ = false;  // ... failed after its stage ran
+  std::atomic<bool> step_failed_{false};
   std::vector<float> hidden_in_, hidden_out_;
 
   // Leader: results in submission order.

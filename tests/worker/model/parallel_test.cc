@@ -712,8 +712,10 @@ TEST(LocalWorkerCollectives, DeviceCommOnHostBackendIsRefused) {
 
 // An op that fails on the backend (CudaOps logs it; the next Synchronize returns it) fails the
 // step that ran it, on that rank: the step must not return what the op's outputs held before
-// (the last step's tokens, an old report). one_rank: only the last rank's op fails (its peers
-// finish the step; the worker group then ends on that rank's error).
+// (the last step's tokens, an old report). one_rank: only the last rank's op fails; its peers
+// finish the step here (this executor reports any rank's error). In a worker group the failed
+// rank ends the job and the last stage's barrier keeps tp rank 0's result of that step in
+// (GroupRunner; tested by tests/mpi/expect_failed_step_abort.sh).
 struct OpFault {
   Backend backend;
   int tp;

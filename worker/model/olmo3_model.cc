@@ -532,7 +532,9 @@ absl::StatusOr<int32_t> Olmo3Model::AgreeMin(int32_t value) {
 // At tp > 1 the graph holds NCCL calls, and whether a collective is captured or launched from a
 // graph must be the same on every rank: the ranks agree on the step's mode (the least of their
 // wishes: run plainly < capture < launch) and on a capture's success, over the host Comm. So a
-// rank whose graphs went stale, or whose capture failed, takes the others along.
+// rank whose graphs went stale, or whose capture failed, takes the others along. A capture that
+// cannot even begin on one rank at tp > 1 fails the step: the others recorded NCCL calls it did
+// not.
 absl::Status Olmo3Model::RunGraphed(const ForwardBatch& b, kv::KvCache* cache, bool gather) {
   auto body = [&]() -> absl::Status {
     OLMO_RETURN_IF_ERROR(RunLayers(b, cache));
@@ -559,13 +561,20 @@ absl::Status Olmo3Model::RunGraphed(const ForwardBatch& b, kv::KvCache* cache, b
   int64_t& handle = graphs_[key];
   if (mode == kCapture) {
     // (A rank that had a graph for this key captures anew with the others.)
-    const bool began = ops_->BeginCapture();
-    absl::Status st = absl::OkStatus();
-    int64_t captured = -1;
-    if (began) {  // when it did not begin, run nothing now: the others are recording
-      st = body();
-      captured = ops_->EndCapture();
+    if (!ops_->BeginCapture()) {
+      if (tp_ > 1) {
+        // The other ranks are recording this step's NCCL calls now; NCCL requires every rank to
+        // capture them. Nothing consistent remains: fail the step (the group ends).
+        return absl::InternalError("could not begin a CUDA graph capture (see the backend's log)");
+      }
+      spdlog::warn("decode-step graph capture could not begin; running without graphs");
+      use_graphs_ = false;
+      ops_->DropGraphs();
+      graphs_.clear();
+      return body();
     }
+    const absl::Status st = body();
+    const int64_t captured = ops_->EndCapture();
     const bool ok = captured >= 0 && st.ok() && CurrentGraphMemory() == graph_memory_;
     OLMO_ASSIGN_OR_RETURN(const int32_t all_ok, AgreeMin(ok ? 1 : 0));
     if (all_ok == 0) {

@@ -2,7 +2,6 @@
 
 #include <cstdlib>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -28,22 +27,25 @@ int64_t PlanTokens(const StepPlan& plan) {
   return n;
 }
 
-// OLMO_FAULT_STEP_ERROR="RANK:STEP[:after]": the step this rank must fail (-1 if none, or
+// OLMO_FAULT_STEP_ERROR="RANK:STEP[:after]": sets the step this rank must fail (-1 if none, or
 // unparsable), and whether it fails after running its stage (as an op error found at the step's
 // last synchronization would) rather than before.
-std::pair<int64_t, bool> FaultStep(int rank) {
+void ParseFaultStep(int rank, int64_t* fault_step, bool* fault_after) {
+  *fault_step = -1;
+  *fault_after = false;
   const char* env = std::getenv("OLMO_FAULT_STEP_ERROR");
-  if (env == nullptr) return {-1, false};
+  if (env == nullptr) return;
   std::vector<std::string> parts = absl::StrSplit(env, ':');
   int fault_rank = 0;
   int64_t step = 0;
   if (parts.size() < 2 || parts.size() > 3 || !absl::SimpleAtoi(parts[0], &fault_rank) ||
       !absl::SimpleAtoi(parts[1], &step) || (parts.size() == 3 && parts[2] != "after")) {
     spdlog::warn("ignoring OLMO_FAULT_STEP_ERROR='{}': expected RANK:STEP or RANK:STEP:after", env);
-    return {-1, false};
+    return;
   }
-  if (fault_rank != rank) return {-1, false};
-  return {step, parts.size() == 3};
+  if (fault_rank != rank) return;
+  *fault_step = step;
+  *fault_after = parts.size() == 3;
 }
 
 }  // namespace
@@ -57,9 +59,8 @@ GroupRunner::GroupRunner(StepRunner* runner, const ParallelConfig& config, comm:
       tp_(tp),
       pipeline_(pipeline),
       hidden_size_(hidden_size),
-      step_timeout_s_(step_timeout_s),
-      fault_step_(FaultStep(config.rank).first),
-      fault_after_(FaultStep(config.rank).second) {
+      step_timeout_s_(step_timeout_s) {
+  ParseFaultStep(config_.rank, &fault_step_, &fault_after_);
   if (config_.rank == 0 && config_.pp > 1) receiver_ = std::thread([this] { ReceiveResults(); });
 }
 

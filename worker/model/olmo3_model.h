@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -175,8 +176,11 @@ class Olmo3Model {
     bool operator==(const GraphMemory&) const = default;
   };
   GraphMemory CurrentGraphMemory() const;
+  void DropAllGraphs();
   // Drops every graph when a buffer or workspace was reallocated since they were captured.
   void DropStaleGraphs();
+  // Runs this model without graphs from now on (a failed capture), with a warning.
+  void DisableGraphs(const std::string& why);
   // The least of every TP rank's `value` (this rank's alone at tp 1), over the host Comm.
   absl::StatusOr<int32_t> AgreeMin(int32_t value);
   static constexpr size_t kMaxGraphs = 256;
